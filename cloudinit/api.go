@@ -1,13 +1,8 @@
 package cloudinit
 
 import (
-	"errors"
-
 	"github.com/berthos/berth/netconf"
 )
-
-// ErrNotImplemented marks parts of this package not written yet.
-var errNotImplemented = errors.New("cloudinit: not implemented yet")
 
 // Metadata is what a datasource learned about the instance besides its
 // user-data. It is saved as YAML to /var/lib/rancher/conf/metadata and
@@ -41,23 +36,8 @@ type Script struct {
 	Body []byte
 }
 
-// DecodeUserData classifies raw user-data: #cloud-config, #! script, gzip,
-// MIME multipart, or empty. Anything else is an error and nothing of it is
-// used. (Stub: the cloudinit work replaces this.)
-func DecodeUserData(data []byte) (*UserData, error) {
-	return nil, errNotImplemented
-}
-
-// Load builds the merged, validated snapshot of this boot from the files
-// under root, in the precedence of ARCHITECTURE.md: built-in defaults, OEM,
-// metadata, cloud-config.d/boot.yml, other cloud-config.d files, the local
-// cloud-config.yml, and root/proc/cmdline. (Stub.)
-func Load(root string) (*Config, *Report, error) {
-	return nil, nil, errNotImplemented
-}
-
 // Report is what parsing and validation found, each entry with its source
-// and position. (Stub shape; the cloudinit work completes it.)
+// and position.
 type Report struct {
 	Entries []Entry
 }

@@ -2,17 +2,238 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/internal/atomicfile"
 )
 
-// newConfigCmd is `ros config`. The cloudinit work fills it in.
+// newConfigCmd is `ros config`: read, change and validate the cloud-config.
 func newConfigCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Read, change and validate the cloud-config",
 	}
+	cmd.AddCommand(
+		newConfigGetCmd(g),
+		newConfigSetCmd(g),
+		newConfigMergeCmd(g),
+		newConfigExportCmd(g),
+		newConfigValidateCmd(g),
+	)
+	return cmd
+}
+
+func newConfigGetCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get KEY",
+		Short: "Print a key of the merged config (a scalar plainly, a map or list as YAML)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tree, rep, err := cloudinit.LoadTree(g.root)
+			if err != nil {
+				return err
+			}
+			printErrors(cmd.ErrOrStderr(), rep)
+			n, ok := cloudinit.Get(tree, args[0])
+			if !ok {
+				if !cloudinit.KnownKey(args[0]) {
+					return fmt.Errorf("config get %s: %w", args[0], cloudinit.ErrUnknownKey)
+				}
+				return nil // known but unset: an empty answer
+			}
+			return printNode(cmd.OutOrStdout(), n)
+		},
+	}
+}
+
+func printNode(w io.Writer, n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		_, err := fmt.Fprintln(w, n.Value)
+		return err
+	}
+	out, err := cloudinit.Encode(n)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// printErrors shows a report's errors (not its warnings) on stderr.
+func printErrors(w io.Writer, rep *cloudinit.Report) {
+	for _, e := range rep.Errors() {
+		fmt.Fprintln(w, "config:", e)
+	}
+}
+
+func newConfigSetCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set KEY VALUE",
+		Short: "Set a key in the local config (typed like the kernel command line)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return editLocal(g, func(doc *yaml.Node) error {
+				if err := cloudinit.Set(doc, args[0], args[1]); err != nil {
+					return fmt.Errorf("config set: %w", err)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// editLocal reads the local cloud-config.yml, lets edit change it, checks
+// the result and writes it back atomically.
+func editLocal(g *globalFlags, edit func(doc *yaml.Node) error) error {
+	p := g.path(cloudinit.LocalConfigPath)
+	data, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read local config: %w", err)
+	}
+	doc, err := cloudinit.ReadDocument(cloudinit.LocalConfigPath, data)
+	if err != nil {
+		return err
+	}
+	if err := edit(doc); err != nil {
+		return err
+	}
+	out, err := cloudinit.Encode(doc)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(p, out, 0o600)
+}
+
+// readInput reads FILE, or stdin for "-".
+func readInput(cmd *cobra.Command, name string) ([]byte, string, error) {
+	if name == "-" {
+		b, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return nil, "", fmt.Errorf("read stdin: %w", err)
+		}
+		return b, "stdin", nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, "", fmt.Errorf("read input: %w", err)
+	}
+	return b, name, nil
+}
+
+func newConfigMergeCmd(g *globalFlags) *cobra.Command {
+	var input string
+	cmd := &cobra.Command{
+		Use:   "merge -i FILE",
+		Short: "Merge a cloud-config file into the local config (refused if it has errors)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, source, err := readInput(cmd, input)
+			if err != nil {
+				return err
+			}
+			_, rep, err := cloudinit.Parse(source, data)
+			if err != nil {
+				return fmt.Errorf("config merge: %w", err)
+			}
+			fmt.Fprint(cmd.ErrOrStderr(), rep)
+			if rep.HasErrors() {
+				return &exitError{code: 1, err: fmt.Errorf("config merge: %s has errors; nothing merged", source)}
+			}
+			src, err := cloudinit.ReadDocument(source, data)
+			if err != nil {
+				return err
+			}
+			return editLocal(g, func(doc *yaml.Node) error {
+				return cloudinit.MergeInto(doc, src.Content[0])
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&input, "input", "i", "", "cloud-config file to merge (- for stdin)")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+func newConfigExportCmd(g *globalFlags) *cobra.Command {
+	var full, private bool
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Print the local config, or the whole merged config with --full",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var tree *yaml.Node
+			if full {
+				t, rep, err := cloudinit.LoadTree(g.root)
+				if err != nil {
+					return err
+				}
+				printErrors(cmd.ErrOrStderr(), rep)
+				cloudinit.StripComments(t)
+				tree = t
+			} else {
+				data, err := os.ReadFile(g.path(cloudinit.LocalConfigPath))
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("read local config: %w", err)
+				}
+				doc, err := cloudinit.ReadDocument(cloudinit.LocalConfigPath, data)
+				if err != nil {
+					return err
+				}
+				tree = doc.Content[0]
+			}
+			if !private {
+				cloudinit.StripSecrets(tree)
+			}
+			if len(tree.Content) == 0 {
+				return nil
+			}
+			out, err := cloudinit.Encode(tree)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&full, "full", false, "the merged config of every source, defaults included")
+	cmd.Flags().BoolVar(&private, "private", false, "include SSH keys, passwords, TLS keys and registry credentials")
+	return cmd
+}
+
+func newConfigValidateCmd(g *globalFlags) *cobra.Command {
+	var input string
+	cmd := &cobra.Command{
+		Use:   "validate -i FILE",
+		Short: "Check a cloud-config file: print each problem; exit 1 on errors, 0 with warnings only",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, source, err := readInput(cmd, input)
+			if err != nil {
+				return err
+			}
+			_, rep, err := cloudinit.Parse(source, data)
+			if err != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), err)
+				return &exitError{code: 1, err: errors.New("config validate: not a valid cloud-config")}
+			}
+			fmt.Fprint(cmd.OutOrStdout(), rep)
+			if rep.HasErrors() {
+				return &exitError{code: 1, err: fmt.Errorf("config validate: %d errors", len(rep.Errors()))}
+			}
+			return nil
+		},
+	}
 	_ = g
-	cmd.RunE = func(*cobra.Command, []string) error { return errors.New("config: not yet") }
+	cmd.Flags().StringVarP(&input, "input", "i", "", "cloud-config file to check (- for stdin)")
+	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }

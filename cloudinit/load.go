@@ -69,6 +69,11 @@ func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
 // read.
 func LoadTree(root string) (*yaml.Node, *Report, error) {
 	acc, rep := DefaultsTree()
+	return loadOver(root, acc, rep)
+}
+
+// loadOver merges the sources under root over acc (the built-in defaults).
+func loadOver(root string, acc *yaml.Node, rep *Report) (*yaml.Node, *Report, error) {
 	var errs []error
 	read := func(p string) ([]byte, bool) {
 		data, err := os.ReadFile(filepath.Join(root, p))

@@ -40,6 +40,15 @@ func resolve(t reflect.Type, segs []string) (keyPath, reflect.Type) {
 			return nil, nil
 		}
 		return append(keyPath{segs[0]}, rest...), rt
+	case t.Kind() == reflect.Slice && isIndexSeg(segs[0]):
+		if _, ok := indexOf(segs[0]); !ok {
+			return nil, nil
+		}
+		rest, rt := resolve(t.Elem(), segs[1:])
+		if rest == nil {
+			return nil, nil
+		}
+		return append(keyPath{segs[0]}, rest...), rt
 	case t.Kind() == reflect.Map:
 		et := t.Elem()
 		for et.Kind() == reflect.Pointer {

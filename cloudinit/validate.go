@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -118,8 +119,8 @@ func (r *Rancher) validate(ps *problems, p keyPath) {
 			s.validate(ps, p.addAll("bootstrap", name))
 		}
 	}
-	validateNetwork(&r.Network, ps, p.add("network"))
-	validateNetwork(&r.Defaults.Network, ps, p.addAll("defaults", "network"))
+	networkProblems(&r.Network, ps, p.add("network"))
+	networkProblems(&r.Defaults.Network, ps, p.addAll("defaults", "network"))
 }
 
 // addAll appends several keys.
@@ -181,76 +182,25 @@ func checkPortSpec(spec string) error {
 	return nil
 }
 
-var bondModes = []string{"0", "1", "2", "3", "4", "5", "6", "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"}
-
-var vlanRE = regexp.MustCompile(`^[0-9]+(:[A-Za-z0-9_.-]+)?$`)
-
-func validateNetwork(n *netconf.Config, ps *problems, p keyPath) {
-	if n.DHCPTimeout < 0 {
-		ps.add(p.add("dhcp_timeout"), "want a number of seconds >= 0, got %d", n.DHCPTimeout)
-	}
-	for i, ns := range n.DNS.Nameservers {
-		if _, err := netip.ParseAddr(ns); err != nil {
-			ps.add(p.addAll("dns", "nameservers").index(i), "want an IP address, got %q", ns)
-		}
-	}
-	for _, name := range sortedKeys(n.Interfaces) {
-		ifc := n.Interfaces[name]
-		ip := p.addAll("interfaces", name)
-		if ifc.MTU != 0 && (ifc.MTU < 68 || ifc.MTU > 65535) {
-			ps.add(ip.add("mtu"), "want an MTU 68-65535, got %d", ifc.MTU)
-		}
-		if ifc.Address != "" {
-			checkPrefix(ps, ip.add("address"), ifc.Address)
-		}
-		for i, a := range ifc.Addresses {
-			checkPrefix(ps, ip.add("addresses").index(i), a)
-		}
-		if g := ifc.Gateway; g != "" {
-			if a, err := netip.ParseAddr(g); err != nil || !a.Is4() {
-				ps.add(ip.add("gateway"), "want an IPv4 address, got %q", g)
-			}
-		}
-		if g := ifc.GatewayIPv6; g != "" {
-			if a, err := netip.ParseAddr(g); err != nil || !a.Is6() || a.Is4In6() {
-				ps.add(ip.add("gateway_ipv6"), "want an IPv6 address, got %q", g)
-			}
-		}
-		if m, ok := ifc.BondOpts["mode"]; ok && !slices.Contains(bondModes, m) {
-			ps.add(ip.addAll("bond_opts", "mode"), "unknown bond mode %q (want 0-6 or balance-rr, active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb)", m)
-		}
-		if ifc.Vlans != "" {
-			for _, v := range strings.Split(ifc.Vlans, ",") {
-				v = strings.TrimSpace(v)
-				id, _, _ := strings.Cut(v, ":")
-				n, err := strconv.Atoi(id)
-				if !vlanRE.MatchString(v) || err != nil || n < 1 || n > 4094 {
-					ps.add(ip.add("vlans"), "want VLAN IDs 1-4094 as \"100,200:name\", got %q", ifc.Vlans)
-					break
-				}
-			}
-		}
-		for i, r := range ifc.Routes {
-			if _, err := netip.ParsePrefix(r.Destination); err != nil {
-				ps.add(ip.add("routes").index(i).add("destination"), "want a CIDR such as 198.51.100.0/24, got %q", r.Destination)
-			}
-			if r.Gateway != "" {
-				if _, err := netip.ParseAddr(r.Gateway); err != nil {
-					ps.add(ip.add("routes").index(i).add("gateway"), "want an IP address, got %q", r.Gateway)
-				}
-			}
-		}
+// networkProblems checks a rancher.network with netconf's own rules, so
+// that what ros config validate accepts is what netconf applies.
+func networkProblems(n *netconf.Config, ps *problems, p keyPath) {
+	for _, pr := range n.Validate() {
+		ps.add(relPath(reflect.TypeOf(netconf.Config{}), p, pr.Path), "%s", pr.Message)
 	}
 }
 
-func checkPrefix(ps *problems, p keyPath, s string) {
-	if !strings.Contains(s, "/") {
-		ps.add(p, "want an address with a prefix length such as 192.0.2.10/24, got %q", s)
-		return
+var indexRE = regexp.MustCompile(`\[[0-9]+\]`)
+
+// relPath turns a dotted path relative to a value of type t
+// ("interfaces.eth1.100.addresses[1]") into a keyPath under base.
+func relPath(t reflect.Type, base keyPath, rel string) keyPath {
+	rel = indexRE.ReplaceAllStringFunc(rel, func(s string) string { return "." + s })
+	segs := strings.Split(rel, ".")
+	if p, _ := resolve(t, segs); p != nil {
+		return append(base[:len(base):len(base)], p...)
 	}
-	if _, err := netip.ParsePrefix(s); err != nil {
-		ps.add(p, "want an address with a prefix length such as 192.0.2.10/24, got %q", s)
-	}
+	return append(base[:len(base):len(base)], segs...)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -81,13 +81,18 @@ func (s *Source) newClient() *imds.Client {
 		EnableFallback: fallback,
 		// The runner's context carries the deadline.
 		DisableDefaultTimeout: true,
+		// Our own backoff below; the default one waits up to a second.
+		DisableDefaultMaxBackoff: true,
 		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
 			o.MaxAttempts = s.attempts
 			o.MaxBackoff = 2 * time.Second
+			o.Backoff = backoff{}
 			o.RateLimiter = ratelimit.None
 			// A refused connection means nothing listens: absent, at once.
+			// A 401 means the token expired: Fetch starts over with a new
+			// one rather than retrying with the stale one.
 			o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-				if errors.Is(err, syscall.ECONNREFUSED) {
+				if errors.Is(err, syscall.ECONNREFUSED) || status(err) == http.StatusUnauthorized {
 					return aws.FalseTernary
 				}
 				return aws.UnknownTernary
@@ -185,6 +190,15 @@ func (s *Source) wrap(what string, err error) error {
 		return fmt.Errorf("ec2 %s %s: %w: %w", s.endpoint, what, source.ErrTimeout, err)
 	}
 	return fmt.Errorf("ec2 %s %s: %w", s.endpoint, what, err)
+}
+
+// backoff waits 100 ms, 200 ms, 400 ms ... up to 2 s between attempts;
+// the SDK's default starts near a second, too slow for a boot.
+type backoff struct{}
+
+func (backoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	d := 100 * time.Millisecond << min(attempt-1, 5)
+	return min(d, 2*time.Second), nil
 }
 
 func status(err error) int {

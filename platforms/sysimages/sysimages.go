@@ -1,0 +1,427 @@
+// Package sysimages builds the OS's own container images (base, console,
+// docker) as `docker save` tarballs at build time, without a Docker daemon
+// or a registry. PID 1 loads them into System Docker once per version.
+package sysimages
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Repository names of the OS's images; the tag is the Berth version.
+const (
+	Base    = "berth/base"
+	Console = "berth/console"
+	Docker  = "berth/docker"
+)
+
+// Names returns the repository names Build writes, in build order.
+func Names() []string { return []string{Base, Console, Docker} }
+
+// Ref returns the image reference of repository repo at version.
+func Ref(repo, version string) string { return repo + ":" + Tag(version) }
+
+// Tag turns a version (which may be a git describe string) into a valid
+// image tag.
+func Tag(version string) string {
+	var b strings.Builder
+	for _, r := range version {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "dev"
+	}
+	return b.String()
+}
+
+// TarballName is the file name Build writes for repository repo.
+func TarballName(repo string) string {
+	return strings.ReplaceAll(repo, "/", "-") + ".tar"
+}
+
+type options struct {
+	version    string
+	ros        string
+	busybox    string
+	dropbear   string
+	only       map[string]bool
+	modTime    time.Time
+	extraFiles map[string][]File
+}
+
+// Option configures Build.
+type Option func(*options)
+
+// WithVersion sets the tag (default "dev").
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithRos sets the path of the static ros binary put in every image
+// (required).
+func WithRos(path string) Option { return func(o *options) { o.ros = path } }
+
+// WithBusybox sets the static busybox binary (default /bin/busybox, Debian's
+// busybox-static).
+func WithBusybox(path string) Option { return func(o *options) { o.busybox = path } }
+
+// WithDropbear sets the dropbear server binary of the console image (default
+// /usr/sbin/dropbear); its shared libraries are found with ldd.
+func WithDropbear(path string) Option { return func(o *options) { o.dropbear = path } }
+
+// WithOnly builds only the named repositories.
+func WithOnly(repos ...string) Option {
+	return func(o *options) {
+		o.only = map[string]bool{}
+		for _, r := range repos {
+			o.only[r] = true
+		}
+	}
+}
+
+// WithFiles adds files to the image of repository repo (tests use it).
+func WithFiles(repo string, files ...File) Option {
+	return func(o *options) { o.extraFiles[repo] = append(o.extraFiles[repo], files...) }
+}
+
+// File is one entry of an image's filesystem: a regular file copied from
+// Source or holding Data, a directory, or a symlink to Link.
+type File struct {
+	Path   string // absolute path in the image
+	Source string // host file to copy
+	Data   []byte // content when Source is empty
+	Link   string // symlink target
+	Dir    bool
+	Mode   int64
+}
+
+// Image is one tarball Build wrote.
+type Image struct {
+	Ref  string // berth/base:VERSION
+	Path string // the docker-save tarball
+	Size int64
+}
+
+// Build writes the OS's image tarballs into outDir and returns them.
+func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) {
+	o := options{
+		version:    "dev",
+		busybox:    "/bin/busybox",
+		dropbear:   "/usr/sbin/dropbear",
+		modTime:    time.Unix(0, 0),
+		extraFiles: map[string][]File{},
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.ros == "" {
+		return nil, errors.New("build images: the ros binary is required (WithRos)")
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("build images: %w", err)
+	}
+	base, err := baseFiles(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	var out []Image
+	for _, repo := range Names() {
+		if o.only != nil && !o.only[repo] {
+			continue
+		}
+		files := append([]File(nil), base...)
+		cfg := v1.Config{
+			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Cmd:        []string{"/bin/sh"},
+			WorkingDir: "/",
+			Labels:     map[string]string{"io.berth.version": o.version},
+		}
+		switch repo {
+		case Console:
+			more, err := consoleFiles(ctx, &o)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, more...)
+		case Docker:
+			more, err := dockerFiles(ctx, &o)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, more...)
+			cfg.Cmd = []string{"/usr/bin/dockerd"}
+		}
+		files = append(files, o.extraFiles[repo]...)
+		img, err := write(outDir, repo, &o, files, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+func write(outDir, repo string, o *options, files []File, cfg v1.Config) (Image, error) {
+	ref := Ref(repo, o.version)
+	layerTar, err := tarFiles(files, o.modTime)
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: layer: %w", ref, err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture = "amd64"
+	cf.OS = "linux"
+	cf.Config = cfg
+	cf.Created = v1.Time{Time: o.modTime}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	path := filepath.Join(outDir, TarballName(repo))
+	tmp := path + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		return Image{}, fmt.Errorf("build %s: write: %w", ref, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	}
+	return Image{Ref: ref, Path: path, Size: st.Size()}, nil
+}
+
+// tarFiles writes files as one layer tar, parents first, with fixed times
+// so a rebuild of the same inputs gives the same image ID.
+func tarFiles(files []File, mtime time.Time) ([]byte, error) {
+	byPath := map[string]File{}
+	for _, f := range files {
+		p := strings.TrimPrefix(filepath.Clean(f.Path), "/")
+		for d := filepath.Dir(p); d != "." && d != "/"; d = filepath.Dir(d) {
+			if _, ok := byPath[d]; !ok {
+				byPath[d] = File{Path: d, Dir: true, Mode: 0o755}
+			}
+		}
+		f.Path = p
+		byPath[p] = f
+	}
+	paths := make([]string, 0, len(byPath))
+	for p := range byPath {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, p := range paths {
+		f := byPath[p]
+		h := &tar.Header{Name: p, ModTime: mtime, Mode: f.Mode, Format: tar.FormatPAX}
+		var data []byte
+		switch {
+		case f.Dir:
+			h.Typeflag = tar.TypeDir
+			h.Name += "/"
+			if h.Mode == 0 {
+				h.Mode = 0o755
+			}
+		case f.Link != "":
+			h.Typeflag = tar.TypeSymlink
+			h.Linkname = f.Link
+			h.Mode = 0o777
+		default:
+			h.Typeflag = tar.TypeReg
+			data = f.Data
+			if f.Source != "" {
+				b, err := os.ReadFile(f.Source)
+				if err != nil {
+					return nil, fmt.Errorf("read %s: %w", f.Source, err)
+				}
+				data = b
+				if h.Mode == 0 {
+					st, err := os.Stat(f.Source)
+					if err != nil {
+						return nil, err
+					}
+					h.Mode = int64(st.Mode().Perm())
+				}
+			}
+			if h.Mode == 0 {
+				h.Mode = 0o644
+			}
+			h.Size = int64(len(data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, fmt.Errorf("tar %s: %w", p, err)
+		}
+		if data != nil {
+			if _, err := tw.Write(data); err != nil {
+				return nil, fmt.Errorf("tar %s: %w", p, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// rosNames are the argv[0] names the ros binary answers to inside the
+// images.
+func rosNames() []string {
+	return []string{"netconf", "cloud-init-execute", "respawn", "system-docker"}
+}
+
+func baseFiles(ctx context.Context, o *options) ([]File, error) {
+	if err := requireStatic(o.busybox); err != nil {
+		return nil, fmt.Errorf("build images: busybox: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, o.busybox, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("build images: %s --list-full: %w", o.busybox, err)
+	}
+	files := []File{
+		{Path: "/bin/busybox", Source: o.busybox, Mode: 0o755},
+		{Path: "/usr/bin/ros", Source: o.ros, Mode: 0o755},
+		{Path: "/etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nrancher:x:1100:1100:rancher:/home/rancher:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
+		{Path: "/etc/group", Data: []byte("root:x:0:\nwheel:x:10:rancher\ndocker:x:1101:rancher\nrancher:x:1100:\nnogroup:x:65534:\n")},
+		{Path: "/etc/shadow", Data: []byte("root:*:1::::::\nrancher:*:1::::::\n"), Mode: 0o640},
+		{Path: "/tmp", Dir: true, Mode: 0o1777},
+		{Path: "/root", Dir: true, Mode: 0o700},
+		{Path: "/proc", Dir: true}, {Path: "/sys", Dir: true}, {Path: "/dev", Dir: true},
+		{Path: "/run", Dir: true}, {Path: "/var/run", Link: "/run"},
+		{Path: "/var/log", Dir: true},
+	}
+	for _, n := range strings.Fields(string(out)) {
+		p := "/" + strings.TrimPrefix(n, "/")
+		if p == "/bin/busybox" {
+			continue
+		}
+		files = append(files, File{Path: p, Link: "/bin/busybox"})
+	}
+	for _, n := range rosNames() {
+		files = append(files, File{Path: "/usr/bin/" + n, Link: "ros"})
+	}
+	return files, nil
+}
+
+func consoleFiles(ctx context.Context, o *options) ([]File, error) {
+	files := []File{
+		{Path: "/usr/sbin/dropbear", Source: o.dropbear, Mode: 0o755},
+		{Path: "/etc/dropbear", Dir: true, Mode: 0o700},
+		{Path: "/home/rancher", Dir: true, Mode: 0o755},
+	}
+	libs, err := sharedLibs(ctx, o.dropbear)
+	if err != nil {
+		return nil, fmt.Errorf("build console image: %w", err)
+	}
+	return append(files, libs...), nil
+}
+
+// dockerBinaries are bind-mounted read-only from the OS at run time; the
+// image carries only the libraries they link against.
+func dockerBinaries() []string {
+	return []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc"}
+}
+
+func dockerFiles(ctx context.Context, o *options) ([]File, error) {
+	var files []File
+	seen := map[string]bool{}
+	for _, b := range dockerBinaries() {
+		if _, err := os.Stat(b); err != nil {
+			continue // a machine without docker.io builds an engine image that lacks its libraries
+		}
+		libs, err := sharedLibs(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("build docker image: %w", err)
+		}
+		for _, l := range libs {
+			if !seen[l.Path] {
+				seen[l.Path] = true
+				files = append(files, l)
+			}
+		}
+	}
+	for _, p := range []string{"/var/lib/docker", "/etc/docker"} {
+		files = append(files, File{Path: p, Dir: true, Mode: 0o711})
+	}
+	return files, nil
+}
+
+// sharedLibs returns the shared libraries bin needs (ldd), each at the path
+// the dynamic loader looks for.
+func sharedLibs(ctx context.Context, bin string) ([]File, error) {
+	out, err := exec.CommandContext(ctx, "ldd", bin).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+	}
+	var files []File
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0]
+		default:
+			continue
+		}
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			return nil, fmt.Errorf("library of %s: %w", bin, err)
+		}
+		files = append(files, File{Path: lib, Source: real, Mode: 0o755})
+	}
+	return files, nil
+}
+
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; install busybox-static", path)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,3 @@
+package sysinit
+
+func supervisorMain() int { return 0 }

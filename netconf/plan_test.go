@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/vishvananda/netlink"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -184,5 +185,53 @@ func TestLinkLocalIsStableAndInRange(t *testing.T) {
 	}
 	if !pfx("169.254.0.0/16").Contains(a.Addr()) || a.Bits() != 16 || a.Addr().As4()[2] == 0 || a.Addr().As4()[2] == 255 {
 		t.Errorf("linkLocal = %v, want 169.254.1.0-169.254.254.255/16", a)
+	}
+}
+
+func TestLinkFor(t *testing.T) {
+	b, err := linkFor("bond0", &LinkSpec{Kind: "bond", BondOpts: map[string]string{
+		"mode": "802.3ad", "miimon": "100", "updelay": "200", "lacp_rate": "fast", "xmit_hash_policy": "layer3+4", "arp_ip_target": "192.0.2.1,192.0.2.2",
+	}}, 0)
+	if err != nil {
+		t.Fatalf("linkFor(bond) error: %v", err)
+	}
+	bond, ok := b.(*netlink.Bond)
+	if !ok {
+		t.Fatalf("linkFor(bond) = %T, want *netlink.Bond", b)
+	}
+	if bond.Name != "bond0" || bond.Mode != netlink.BOND_MODE_802_3AD || bond.Miimon != 100 || bond.UpDelay != 200 ||
+		bond.LacpRate != netlink.BOND_LACP_RATE_FAST || bond.XmitHashPolicy != netlink.BOND_XMIT_HASH_POLICY_LAYER3_4 || len(bond.ArpIpTargets) != 2 {
+		t.Errorf("linkFor(bond) = %+v", bond)
+	}
+	if b, err := linkFor("bond1", &LinkSpec{Kind: "bond", BondOpts: map[string]string{"mode": "1"}}, 0); err != nil || b.(*netlink.Bond).Mode != netlink.BOND_MODE_ACTIVE_BACKUP {
+		t.Errorf("linkFor(bond mode 1) = %+v, %v; want active-backup", b, err)
+	}
+	if _, err := linkFor("bond2", &LinkSpec{Kind: "bond", BondOpts: map[string]string{"mode": "fastest"}}, 0); err == nil {
+		t.Error("linkFor(bond mode fastest) error = nil, want one")
+	}
+	v, err := linkFor("mgmt", &LinkSpec{Kind: "vlan", Parent: "bond0", VlanID: 200}, 7)
+	if err != nil {
+		t.Fatalf("linkFor(vlan) error: %v", err)
+	}
+	vl := v.(*netlink.Vlan)
+	if vl.Name != "mgmt" || vl.VlanId != 200 || vl.ParentIndex != 7 || vl.VlanProtocol != netlink.VLAN_PROTOCOL_8021Q {
+		t.Errorf("linkFor(vlan) = %+v", vl)
+	}
+	if br, err := linkFor("br0", &LinkSpec{Kind: "bridge"}, 0); err != nil || br.Type() != "bridge" {
+		t.Errorf("linkFor(bridge) = %v, %v", br, err)
+	}
+}
+
+func TestResolvers(t *testing.T) {
+	leases := []*Lease{
+		{Link: "eth0", DNS: []netip.Addr{addr("198.51.100.53"), addr("192.0.2.53")}, Search: []string{"a.example"}},
+		{Link: "eth1", DNS: []netip.Addr{addr("203.0.113.53")}, Search: []string{"b.example", "a.example"}},
+	}
+	ns, search := resolvers(DNSConfig{Nameservers: []string{"192.0.2.53"}, Search: []string{"c.example"}}, leases)
+	if diff := cmp.Diff([]string{"192.0.2.53", "198.51.100.53", "203.0.113.53"}, ns); diff != "" {
+		t.Errorf("nameservers (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"c.example", "a.example", "b.example"}, search); diff != "" {
+		t.Errorf("search (-want +got):\n%s", diff)
 	}
 }

@@ -48,7 +48,7 @@ func isBondMode(m string) bool {
 func isBondOption(o string) bool {
 	switch o {
 	case "mode", "miimon", "updelay", "downdelay", "lacp_rate", "xmit_hash_policy",
-		"arp_interval", "arp_ip_target", "primary", "min_links", "ad_select":
+		"arp_interval", "arp_ip_target", "min_links":
 		return true
 	}
 	return false

@@ -155,8 +155,42 @@ func Read(r io.ReaderAt, size int64) (res *source.Result, err error) {
 
 // FS is the read side of a go-diskfs filesystem.
 type FS interface {
-	ReadFile(name string) ([]byte, error)
+	Open(name string) (iofs.File, error)
 	Label() string
+}
+
+// readFile reads p ("/openstack/latest/user_data") from fsys. The readers
+// disagree on paths (ISO9660 wants io/fs paths without the leading slash,
+// FAT takes either), and the FAT12/16 reader returns whole clusters, so
+// the content is cut to the size the directory entry gives.
+func readFile(fsys FS, p string) ([]byte, error) {
+	f, err := fsys.Open(strings.TrimPrefix(p, "/"))
+	if err != nil && errors.Is(err, iofs.ErrInvalid) {
+		f, err = fsys.Open(p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", p)
+	}
+	const max = 64 << 20
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes, more than a config drive file may hold", p, st.Size())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, st.Size()))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != st.Size() {
+		return nil, fmt.Errorf("%s: read %d of %d bytes: %w", p, len(b), st.Size(), io.ErrUnexpectedEOF)
+	}
+	return b, nil
 }
 
 // Open opens the ISO9660 or FAT filesystem of an image.
@@ -188,7 +222,7 @@ func Open(r io.ReaderAt, size int64) (FS, error) {
 // ec2/latest/meta-data.json, and the injected files of openstack/content/.
 func readLayout(fsys FS) (*source.Result, error) {
 	read := func(p string) ([]byte, bool, error) {
-		b, err := fsys.ReadFile(p)
+		b, err := readFile(fsys, p)
 		if err != nil {
 			if isNotExist(err) {
 				return nil, false, nil

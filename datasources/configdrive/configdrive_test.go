@@ -1,0 +1,196 @@
+package configdrive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthos/berth/datasources/fake"
+	"github.com/berthos/berth/datasources/source"
+)
+
+const userData = "#cloud-config\nhostname: from-drive\n"
+
+// image builds one kind of config drive into dir and returns its path.
+func image(t *testing.T, kind, label string) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "drive.img")
+	files := fake.DriveFiles([]byte(userData))
+	var err error
+	switch kind {
+	case "iso":
+		err = fake.BuildISO(img, label, files)
+	default:
+		if terr := fake.FATTools(); terr != nil {
+			t.Skipf("FAT fixtures need dosfstools and mtools: %v", terr)
+		}
+		bits := map[string]int{"fat12": 12, "fat16": 16, "fat32": 32}[kind]
+		err = fake.BuildFAT(img, label, bits, files)
+	}
+	if err != nil {
+		t.Fatalf("build %s image: %v", kind, err)
+	}
+	return img
+}
+
+// machine makes a fake root with the image as /dev/<name>.
+func machine(t *testing.T, img, name string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"sys/class/block/" + name, "sys/class/block/vda", "dev"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// vda is a device without a filesystem Berth knows.
+	if err := os.WriteFile(filepath.Join(root, "dev/vda"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(img, filepath.Join(root, "dev", name)); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestFetchEveryFilesystem(t *testing.T) {
+	tests := []struct {
+		kind, label, wantFS string
+	}{
+		{"iso", "config-2", ISO9660},
+		{"iso", "CONFIG-2", ISO9660},
+		{"fat12", "CONFIG-2", FAT12},
+		{"fat16", "CONFIG-2", FAT16},
+		{"fat32", "CONFIG-2", FAT32},
+		{"fat32", "config-2", FAT32},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind+"/"+tt.label, func(t *testing.T) {
+			t.Parallel()
+			img := image(t, tt.kind, tt.label)
+			root := machine(t, img, "sr0")
+			devs := Scan(root)
+			want := []Device{{Path: "/dev/sr0", FSType: tt.wantFS, Label: tt.label}}
+			// mkfs.vfat may change the case of a label; any case is a match.
+			if diff := cmp.Diff(want, devs, cmp.Comparer(strings.EqualFold)); diff != "" {
+				t.Errorf("Scan (-want +got):\n%s", diff)
+			}
+			r, err := New(WithRoot(root)).Fetch(context.Background())
+			if err != nil {
+				t.Fatalf("Fetch = %v", err)
+			}
+			if string(r.UserData) != userData {
+				t.Errorf("UserData = %q, want %q", r.UserData, userData)
+			}
+			if r.Meta.InstanceID != "83679162-1378-4288-a2d4-70e13ec132aa" || r.Meta.Hostname != "berth-1.novalocal" ||
+				len(r.Meta.SSHPublicKeys) != 1 || r.Meta.PublicIPv4 != "203.0.113.30" {
+				t.Errorf("Meta = %+v", r.Meta)
+			}
+			if r.Network == nil || r.Network.Interfaces["mac=fa:16:3e:00:00:01"].Addresses[0] != "192.0.2.30/24" {
+				t.Errorf("Network = %+v", r.Network)
+			}
+			if got := string(r.Files["/etc/berth-injected"]); got != "injected by the fake drive\n" {
+				t.Errorf("injected file = %q", got)
+			}
+		})
+	}
+}
+
+func TestFetchNamedDevice(t *testing.T) {
+	img := image(t, "iso", "config-2")
+	root := machine(t, img, "sr0")
+	s := New(WithRoot(root), WithDevice("/dev/sr0"))
+	if s.Name() != "configdrive:/dev/sr0" {
+		t.Errorf("Name = %q", s.Name())
+	}
+	if _, err := s.Fetch(context.Background()); err != nil {
+		t.Fatalf("Fetch = %v", err)
+	}
+	_, err := New(WithRoot(root), WithDevice("/dev/sr9")).Fetch(context.Background())
+	if !errors.Is(err, source.ErrNotFound) {
+		t.Errorf("Fetch of a missing device = %v, want ErrNotFound", err)
+	}
+}
+
+func TestFetchAbsentAndWrongLabel(t *testing.T) {
+	img := image(t, "iso", "cidata")
+	root := machine(t, img, "sr0")
+	_, err := New(WithRoot(root)).Fetch(context.Background())
+	if !errors.Is(err, source.ErrNotFound) {
+		t.Errorf("Fetch with only a cidata drive = %v, want ErrNotFound", err)
+	}
+	_, err = New(WithRoot(t.TempDir())).Fetch(context.Background())
+	if !errors.Is(err, source.ErrNotFound) {
+		t.Errorf("Fetch with no block devices = %v, want ErrNotFound", err)
+	}
+}
+
+func TestReadTruncatedImage(t *testing.T) {
+	for _, kind := range []string{"iso", "fat12", "fat32"} {
+		t.Run(kind, func(t *testing.T) {
+			b, err := os.ReadFile(image(t, kind, "CONFIG-2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{0, 100, 600, 2048, 40000, len(b) / 2, len(b) - 1} {
+				r, err := Read(bytes.NewReader(b[:n]), int64(n))
+				switch {
+				case n <= 2048 && err == nil:
+					t.Errorf("Read of %s cut to %d bytes = nil error, want a clear error", kind, n)
+				case err == nil && string(r.UserData) != userData:
+					// The cut spared nothing it needed, or it must fail.
+					t.Errorf("Read of %s cut to %d bytes: UserData = %q, no error", kind, n, r.UserData)
+				case err != nil && strings.Contains(err.Error(), "panic"):
+					t.Errorf("Read of %s cut to %d bytes: %v", kind, n, err)
+				}
+			}
+		})
+	}
+}
+
+// TestFetchLoopDevice reads the drive through a real loop device, when the
+// host allows attaching one (root).
+func TestFetchLoopDevice(t *testing.T) {
+	img := image(t, "iso", "config-2")
+	dev, detach, err := attachLoop(img)
+	if err != nil {
+		t.Skipf("no loop device here (needs root and /dev/loop-control): %v", err)
+	}
+	defer detach()
+	r, err := New(WithDevice(dev)).Fetch(context.Background())
+	if err != nil {
+		t.Fatalf("Fetch(%s) = %v", dev, err)
+	}
+	if string(r.UserData) != userData {
+		t.Errorf("UserData = %q", r.UserData)
+	}
+}
+
+func FuzzRead(f *testing.F) {
+	for _, kind := range []string{"iso", "fat12"} {
+		dir := f.TempDir()
+		img := filepath.Join(dir, "d.img")
+		var err error
+		if kind == "iso" {
+			err = fake.BuildISO(img, "config-2", fake.DriveFiles([]byte(userData)))
+		} else if fake.FATTools() == nil {
+			err = fake.BuildFAT(img, "CONFIG-2", 12, fake.DriveFiles([]byte(userData)))
+		} else {
+			continue
+		}
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, _ := os.ReadFile(img)
+		f.Add(b[:min(len(b), 64<<10)])
+	}
+	f.Add([]byte("CD001"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = Read(bytes.NewReader(b), int64(len(b)))
+	})
+}

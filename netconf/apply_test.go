@@ -119,7 +119,6 @@ func TestDHCPLeaseApplied(t *testing.T) {
 	}
 }
 
-
 func TestHostnameFromConfigBeatsDHCP(t *testing.T) {
 	tn := newTestNet(t)
 	mac := tn.veth("eth0", "peer0", "192.0.2.1/24")

@@ -152,9 +152,9 @@ func TestParseReport(t *testing.T) {
 // the error says where.
 func TestParseFatal(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"a: [\n", "user-data:1: did not find expected node content (cloud-config syntax)"},
-		{"- a\n- b\n", `user-data:1:1: cloud-config syntax: the top level must be a mapping, got a list`},
-		{"just text", `user-data:1:1: cloud-config syntax: the top level must be a mapping, got "just text"`},
+		{"a: [\n", "user-data:1: did not find expected node content"},
+		{"- a\n- b\n", `user-data:1:1: the top level must be a mapping, got a list`},
+		{"just text", `user-data:1:1: the top level must be a mapping, got "just text"`},
 		{"a: &x [*x]", "user-data"},
 	}
 	for _, tt := range tests {

@@ -51,7 +51,12 @@ func DefaultsTree() (*yaml.Node, *Report) {
 func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
 	tree, err := parseTree(source, data)
 	if err != nil {
-		rep.add(true, source, nil, "", "skipped: %v", strings.TrimPrefix(err.Error(), source))
+		e := Entry{Error: true, Source: source, Message: "file skipped: " + err.Error()}
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			e.Line, e.Column, e.Message = se.Line, se.Column, "file skipped: "+se.Message
+		}
+		rep.Entries = append(rep.Entries, e)
 		return acc
 	}
 	_, r := check(source, tree)
@@ -92,7 +97,7 @@ func loadOver(root string, acc *yaml.Node, rep *Report) (*yaml.Node, *Report, er
 	if data, ok := read(MetadataPath); ok {
 		m := &Metadata{}
 		if err := yaml.Unmarshal(data, m); err != nil {
-			rep.add(true, MetadataPath, nil, "", "skipped: %v", err)
+			rep.add(true, MetadataPath, nil, "", "file skipped: %v", err)
 		} else {
 			meta = m
 			tree := metadataTree(m)

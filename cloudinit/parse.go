@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -17,6 +18,43 @@ const maxNodes = 200000
 
 // ErrSyntax marks a source that is not a YAML mapping at all.
 var ErrSyntax = errors.New("cloud-config syntax")
+
+// SyntaxError is a source that is not a YAML mapping: where and why. It
+// matches ErrSyntax with errors.Is.
+type SyntaxError struct {
+	Source       string
+	Line, Column int // 0 when unknown
+	Message      string
+}
+
+func (e *SyntaxError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Source)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Message)
+	return b.String()
+}
+
+func (e *SyntaxError) Unwrap() error { return ErrSyntax }
+
+// syntaxError converts a yaml.v3 error ("yaml: line 3: did not find ...").
+func syntaxError(source string, err error) *SyntaxError {
+	e := &SyntaxError{Source: source, Message: strings.TrimPrefix(err.Error(), "yaml: ")}
+	if rest, ok := strings.CutPrefix(e.Message, "line "); ok {
+		if num, msg, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				e.Line, e.Message = n, msg
+			}
+		}
+	}
+	return e
+}
 
 // Parse decodes one cloud-config source. The error is only for input that
 // is not a YAML mapping (it names source:line:col); wrong types, impossible
@@ -40,7 +78,7 @@ func parseTree(source string, data []byte) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
 		}
-		return nil, fmt.Errorf("%s%s (%w)", source, yamlErrText(err), ErrSyntax)
+		return nil, syntaxError(source, err)
 	}
 	var n *yaml.Node = &doc
 	if n.Kind == yaml.DocumentNode {
@@ -52,25 +90,15 @@ func parseTree(source string, data []byte) (*yaml.Node, error) {
 	budget := maxNodes
 	out, err := expand(n, &budget, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s:%d:%d: %w: %v", source, n.Line, n.Column, ErrSyntax, err)
+		return nil, &SyntaxError{Source: source, Line: n.Line, Column: n.Column, Message: err.Error()}
 	}
 	if isNull(out) {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: out.Line, Column: out.Column}, nil
 	}
 	if out.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d:%d: %w: the top level must be a mapping, got %s", source, out.Line, out.Column, ErrSyntax, describe(out))
+		return nil, &SyntaxError{Source: source, Line: out.Line, Column: out.Column, Message: "the top level must be a mapping, got " + describe(out)}
 	}
 	return out, nil
-}
-
-// yamlErrText turns "yaml: line 3: did not find ..." into ":3: did not
-// find ..." (the parser gives no column for syntax errors).
-func yamlErrText(err error) string {
-	s := strings.TrimPrefix(err.Error(), "yaml: ")
-	if t, ok := strings.CutPrefix(s, "line "); ok {
-		return ":" + t
-	}
-	return ": " + s
 }
 
 // expand copies n with aliases resolved and `<<` merge keys applied.

@@ -92,7 +92,7 @@ func TestDecodeUserDataErrors(t *testing.T) {
 	}{
 		{"plain yaml without header", []byte("hostname: a\n"), "unsupported user-data format"},
 		{"include", []byte("#include\nhttp://192.0.2.1/x\n"), "unsupported user-data format"},
-		{"broken cloud-config", []byte("#cloud-config\na: [\n"), "syntax"},
+		{"broken cloud-config", []byte("#cloud-config\na: [\n"), "user-data:2: did not find expected node content"},
 		{"cloud-config list", []byte("#cloud-config\n- a\n"), "must be a mapping"},
 		{"bad gzip", []byte{0x1f, 0x8b, 1, 2, 3}, "gunzip"},
 		{"mime part of unknown type", []byte("Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/x-include-url\n\nhttp://192.0.2.1/\n--B--\n"), "text/x-include-url"},

@@ -61,12 +61,22 @@ func printNode(w io.Writer, n *yaml.Node) error {
 		_, err := fmt.Fprintln(w, n.Value)
 		return err
 	}
+	blockStyle(n)
 	out, err := cloudinit.Encode(n)
 	if err != nil {
 		return err
 	}
 	_, err = w.Write(out)
 	return err
+}
+
+// blockStyle drops flow style (`[a, b]`), so every answer reads the same
+// whichever file the value came from.
+func blockStyle(n *yaml.Node) {
+	n.Style &^= yaml.FlowStyle
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
 }
 
 // printErrors shows a report's errors (not its warnings) on stderr.

@@ -93,6 +93,9 @@ func (fl *faulter) write(w http.ResponseWriter, r *http.Request, body []byte) {
 	if trunc && len(body) > 1 {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body[:len(body)/2])
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 		// Abort the connection so the client sees a short body.
 		panic(http.ErrAbortHandler)
 	}

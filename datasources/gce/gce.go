@@ -137,20 +137,23 @@ func (s *Source) Fetch(ctx context.Context) (*source.Result, error) {
 	return &source.Result{UserData: ud, Meta: meta}, nil
 }
 
-// getRetry adds to the library's retries the one it lacks: a body cut
-// short.
+// getRetry adds to the library's retries the ones it lacks: a body cut
+// short and a connection closed before the answer.
 func getRetry(ctx context.Context, c *metadata.Client, p string) (string, error) {
 	wait := 100 * time.Millisecond
 	for {
 		v, err := c.GetWithContext(ctx, p)
-		if !errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil {
+		if !(errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 			return v, err
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%w: %w", source.ErrTimeout, err)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", err
+			return "", fmt.Errorf("%w: %w", source.ErrTimeout, err)
 		case <-t.C:
 		}
 		wait = min(2*wait, 2*time.Second)

@@ -16,6 +16,26 @@ import (
 type decoder struct {
 	source string
 	rep    *Report
+	fields map[reflect.Type]map[string]int // yaml name -> field index, per struct type
+}
+
+// field finds the struct field of t whose yaml name is key.
+func (d *decoder) field(t reflect.Type, key string) (int, bool) {
+	if d.fields == nil {
+		d.fields = map[reflect.Type]map[string]int{}
+	}
+	m, ok := d.fields[t]
+	if !ok {
+		m = make(map[string]int, t.NumField())
+		for i := 0; i < t.NumField(); i++ {
+			if name := yamlName(t.Field(i)); name != "" {
+				m[name] = i
+			}
+		}
+		d.fields[t] = m
+	}
+	i, ok := m[key]
+	return i, ok
 }
 
 var (
@@ -291,7 +311,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, p keyPath) bool {
 			continue
 		}
 		cp := p.add(k.Value)
-		i, ok := fieldIndex(t, k.Value)
+		i, ok := d.field(t, k.Value)
 		if !ok {
 			d.warnf(k, cp, "unknown key (ignored)")
 			kept = append(kept, k, val)

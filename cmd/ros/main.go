@@ -24,6 +24,8 @@ func run(name string, args []string) int {
 	switch name {
 	// Names from RancherOS that map to a ros subcommand. Each is wired in
 	// here as the package behind it lands.
+	case "cloud-init-save":
+		args = dsArgs(args)
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
 	}
@@ -75,6 +77,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.root, "root", "/", "filesystem root to read and write config and state under")
 	root.AddCommand(
 		newConfigCmd(g),
+		newDatasourceCmd(g),
 	)
 	return root
 }

@@ -348,6 +348,11 @@ func (s *State) configureLink(ctx context.Context, lp LinkPlan) error {
 	if o.early {
 		return nil
 	}
+	// Without it, removing a link's first IPv4 address of a subnet (an old
+	// lease) removes every other address in that subnet with it.
+	if err := o.sysctl("net/ipv4/conf/"+lp.Name+"/promote_secondaries", "1"); err != nil {
+		o.log.Warn("promote_secondaries", "link", lp.Name, "err", err)
+	}
 	if err := s.syncAddrs(l, lp); err != nil {
 		return err
 	}

@@ -205,6 +205,9 @@ func (s *State) applyLease(l netlink.Link, d *dhcpLink, raw *nclient4.Lease) err
 	if err != nil {
 		return err
 	}
+	if s.o.renewAfter > 0 {
+		ls.Renew = ls.Obtained.Add(s.o.renewAfter)
+	}
 	if ls.MTU >= 576 && !d.mtuFixed && l.Attrs().MTU != ls.MTU {
 		if err := s.h.LinkSetMTU(l, ls.MTU); err != nil {
 			return fmt.Errorf("set mtu %d from lease: %w", ls.MTU, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -25,6 +26,8 @@ type options struct {
 	retrans  time.Duration
 	// early: only add (links up, leases), never remove; see Early.
 	early bool
+	// renewAfter, when set, replaces the lease's T1 (tests).
+	renewAfter time.Duration
 }
 
 func newOptions(opts []Option) *options {
@@ -66,6 +69,10 @@ func WithPrevious(prev *State) Option { return func(o *options) { o.previous = p
 
 // withRetransmit sets the DHCP retransmission interval (default 1 s).
 func withRetransmit(d time.Duration) Option { return func(o *options) { o.retrans = d } }
+
+// withRenewAfter renews leases d after they are obtained, whatever T1 the
+// server gave (tests: dnsmasq's shortest lease is two minutes).
+func withRenewAfter(d time.Duration) Option { return func(o *options) { o.renewAfter = d } }
 
 // inNetns runs fn on an OS thread inside the configured namespace, so
 // sockets it opens and processes it starts belong there.
@@ -112,4 +119,23 @@ func (o *options) runCommands(ctx context.Context, what string, cmds []string, e
 		}
 	}
 	return nil
+}
+
+// sysctl writes /proc/sys/<key> inside the namespace (net sysctls belong
+// to the namespace of the thread that opens them).
+func (o *options) sysctl(key, value string) error {
+	return o.inNetns(func() error {
+		p := "/proc/sys/" + key
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if strings.TrimSpace(string(b)) == value {
+			return nil
+		}
+		if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		return nil
+	})
 }

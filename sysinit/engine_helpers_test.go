@@ -162,7 +162,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		ExecRoot: filepath.Join(dir, "exec"),
 		PidFile:  filepath.Join(dir, "sd.pid"),
 	}
-	e.extra = []string{"--add-runtime=berth-test=" + wrapper, "--default-runtime=berth-test"}
+	e.extra = []string{"--add-runtime=berth-test=" + wrapper, "--default-runtime=berth-test", "--shutdown-timeout=1"}
 	t.Cleanup(func() {
 		_ = syscall.Unmount(filepath.Join(dir, "exec", "netns", "default"), syscall.MNT_DETACH)
 		// overlay mounts of containers that outlived a failed test

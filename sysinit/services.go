@@ -198,14 +198,13 @@ func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult
 				record(&res.Unchanged, sp.Name)
 			}
 			started, err := s.start(ctx, sp, id)
+			if started {
+				record(&res.Started, sp.Name)
+			}
 			if err != nil {
 				r.err = err
 				s.setError(sp, err)
 				s.log.Error("service failed", "engine", s.engine, "service", sp.Name, "err", err)
-				return
-			}
-			if started {
-				record(&res.Started, sp.Name)
 			}
 		}()
 	}

@@ -1,0 +1,244 @@
+package sysinit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/platforms/sysimages"
+	"github.com/google/go-cmp/cmp"
+	"github.com/moby/moby/client"
+)
+
+// engineWithImages starts a test System Docker with the OS images loaded.
+func engineWithImages(t *testing.T) (*testEnv, *Daemon) {
+	t.Helper()
+	needEngine(t)
+	imgs := testImages(t)
+	e := newTestEnv(t)
+	d := startTestDaemon(t, e)
+	if _, err := LoadOSImages(context.Background(), d.Client, imgs, testVersion, filepath.Join(e.dir, "stamp")); err != nil {
+		t.Fatalf("LoadOSImages: %v", err)
+	}
+	return e, d
+}
+
+func baseImage() string { return sysimages.Ref(sysimages.Base, testVersion) }
+
+func svc(cmd string, labels ...string) cloudinit.Service {
+	s := cloudinit.Service{Image: baseImage(), Net: "none", Command: []string{"sh", "-c", cmd}, Labels: map[string]string{}}
+	for i := 0; i+1 < len(labels); i += 2 {
+		s.Labels[labels[i]] = labels[i+1]
+	}
+	return s
+}
+
+func specsOf(services map[string]cloudinit.Service) []Spec {
+	cfg := &cloudinit.Config{Rancher: cloudinit.Rancher{Services: map[string]*cloudinit.Service{}}}
+	for n, s := range services {
+		s := s
+		cfg.Rancher.Services[n] = &s
+	}
+	return Specs(cfg)
+}
+
+func containerIDs(t *testing.T, cli *client.Client) map[string]string {
+	t.Helper()
+	l, err := cli.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelService)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, c := range l.Items {
+		out[c.Labels[LabelService]] = c.ID
+	}
+	return out
+}
+
+func TestReconcile(t *testing.T) {
+	_, d := engineWithImages(t)
+	ctx := context.Background()
+	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)))
+
+	steps := []struct {
+		name     string
+		services map[string]cloudinit.Service
+		want     ReconcileResult
+	}{
+		{"creates what is missing",
+			map[string]cloudinit.Service{"alpha": svc("sleep 3600"), "bravo": svc("sleep 3600"), "charlie": svc("sleep 3600")},
+			ReconcileResult{Created: []string{"alpha", "bravo", "charlie"}, Started: []string{"alpha", "bravo", "charlie"}}},
+		{"recreates a changed spec, removes an unwanted one, leaves the rest",
+			map[string]cloudinit.Service{"alpha": svc("sleep 3600"), "bravo": svc("sleep 3601")},
+			ReconcileResult{Recreated: []string{"bravo"}, Removed: []string{"charlie"}, Unchanged: []string{"alpha"}, Started: []string{"bravo"}}},
+		{"a second run changes nothing",
+			map[string]cloudinit.Service{"alpha": svc("sleep 3600"), "bravo": svc("sleep 3601")},
+			ReconcileResult{Unchanged: []string{"alpha", "bravo"}}},
+	}
+	var before map[string]string
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			got, err := s.Reconcile(ctx, specsOf(st.services))
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			st.want.Failed = map[string]error{}
+			if diff := cmp.Diff(st.want, got); diff != "" {
+				t.Errorf("Reconcile (-want +got):\n%s", diff)
+			}
+			ids := containerIDs(t, d.Client)
+			if len(ids) != len(st.services) {
+				t.Errorf("containers = %v, want one per service %v", ids, st.services)
+			}
+			for _, n := range got.Unchanged {
+				if before[n] != ids[n] {
+					t.Errorf("unchanged service %s got a new container %s (was %s)", n, ids[n], before[n])
+				}
+			}
+			before = ids
+		})
+	}
+}
+
+func TestReconcileOrderAndOneShots(t *testing.T) {
+	e, d := engineWithImages(t)
+	ctx := context.Background()
+	shared := filepath.Join(e.dir, "shared")
+	if err := os.MkdirAll(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vol := shared + ":/shared"
+	withVol := func(s cloudinit.Service) cloudinit.Service { s.Volumes = []string{vol}; return s }
+	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)))
+	specs := specsOf(map[string]cloudinit.Service{
+		// first is a one-shot that takes a while; second must wait for it.
+		"first":  withVol(svc("sleep 0.5; echo first >> /shared/log", cloudinit.LabelDetach, "false")),
+		"second": withVol(svc("echo second >> /shared/log; sleep 3600", cloudinit.LabelAfter, "first")),
+		// third says it comes before second.
+		"third": withVol(svc("echo third >> /shared/log", cloudinit.LabelDetach, "false", cloudinit.LabelBefore, "first")),
+		// a failing one-shot stops its dependents, and only them.
+		"broken":     svc("exit 3", cloudinit.LabelDetach, "false"),
+		"dependent":  svc("sleep 3600", cloudinit.LabelAfter, "broken"),
+		"transitive": svc("sleep 3600", cloudinit.LabelAfter, "dependent"),
+		// a cycle and a missing dependency are named.
+		"x":      svc("sleep 3600", cloudinit.LabelAfter, "y"),
+		"y":      svc("sleep 3600", cloudinit.LabelAfter, "x"),
+		"orphan": svc("sleep 3600", cloudinit.LabelAfter, "nosuch"),
+		"create": svc("sleep 3600", cloudinit.LabelCreateOnly, "true"),
+	})
+	res, err := s.Reconcile(ctx, specs)
+	if err == nil {
+		t.Fatal("Reconcile = nil error, want the failures named")
+	}
+	t.Logf("Reconcile error:\n%v", err)
+	for _, want := range []string{
+		"one-shot service broken exited with code 3",
+		"service dependent not started: it comes after broken, which failed",
+		"service transitive not started: it comes after dependent, which failed",
+		"dependency cycle among x, y",
+		"comes after nosuch, which is not defined or not enabled",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Reconcile error does not say %q", want)
+		}
+	}
+	if diff := cmp.Diff([]string{"broken", "first", "second", "third"}, res.Started); diff != "" {
+		t.Errorf("started services (-want +got):\n%s", diff)
+	}
+	log, _ := os.ReadFile(filepath.Join(shared, "log"))
+	if got, want := string(log), "third\nfirst\nsecond\n"; got != want {
+		t.Errorf("order of service output = %q, want %q", got, want)
+	}
+	in, err := d.Client.ContainerInspect(ctx, "create", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("createonly service has no container: %v", err)
+	}
+	if in.Container.State.Status != "created" {
+		t.Errorf("createonly service state = %s, want created", in.Container.State.Status)
+	}
+}
+
+// containerPid returns the host pid of a service's main process.
+func containerPid(t *testing.T, cli *client.Client, name string) int {
+	t.Helper()
+	in, err := cli.ContainerInspect(context.Background(), name, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.Container.State.Pid
+}
+
+// waitRunning waits until the container runs with a pid other than old,
+// returning the time it took.
+func waitRunning(t *testing.T, cli *client.Client, name string, old int, limit time.Duration) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		in, err := cli.ContainerInspect(context.Background(), name, client.ContainerInspectOptions{})
+		if err == nil && in.Container.State.Running && in.Container.State.Pid != old {
+			return time.Since(t0)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return -1
+}
+
+func TestSupervisionRestartsAndBacksOff(t *testing.T) {
+	_, d := engineWithImages(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)), WithBackoff(400*time.Millisecond, 2*time.Second, time.Minute))
+	go s.Supervise(ctx)
+	<-s.Subscribed()
+	long := svc("sleep 3600")
+	long.Restart = "always"
+	crash := svc("sleep 0.1; exit 7")
+	crash.Restart = "always"
+	never := svc("exit 2")
+	never.Restart = "no"
+	if _, err := s.Reconcile(ctx, specsOf(map[string]cloudinit.Service{"long": long, "crash": crash, "never": never})); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+
+	t.Run("SIGKILL comes back within 1s", func(t *testing.T) {
+		pid := containerPid(t, d.Client, "long")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		took := waitRunning(t, d.Client, "long", pid, 5*time.Second)
+		if took < 0 || took > time.Second {
+			t.Errorf("service long back after %v, want within 1s", took)
+		}
+		t.Logf("restart latency after SIGKILL: %v", took)
+	})
+
+	t.Run("crash loop backs off", func(t *testing.T) {
+		// Delays 0, 0.4, 0.8, 1.6, 2, 2 s: about 7 restarts in 4 s, not 40.
+		time.Sleep(4 * time.Second)
+		var st ServiceStatus
+		for _, x := range s.Status() {
+			if x.Name == "crash" {
+				st = x
+			}
+		}
+		if st.Restarts < 3 || st.Restarts > 8 {
+			t.Errorf("crash-looping service restarted %d times in 4s, want 3..8 (backoff)", st.Restarts)
+		}
+		if st.LastExit == nil || *st.LastExit != 7 {
+			t.Errorf("crash-looping service last exit = %v, want 7", st.LastExit)
+		}
+	})
+
+	t.Run("restart no gives up", func(t *testing.T) {
+		for _, x := range s.Status() {
+			if x.Name == "never" && (!x.GaveUp || x.Restarts != 0) {
+				t.Errorf("service never: %+v, want given up with 0 restarts", x)
+			}
+		}
+	})
+}

@@ -24,8 +24,15 @@ func run(name string, args []string) int {
 	switch name {
 	// Names from RancherOS that map to a ros subcommand. Each is wired in
 	// here as the package behind it lands.
+	case "init":
+		if os.Getpid() == 1 {
+			runInit() // never returns
+		}
+		args = append([]string{"init"}, args...)
 	case "cloud-init-save":
 		args = dsArgs(args)
+	case "poweroff", "reboot", "halt":
+		args = append([]string{name}, args...)
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
 	}
@@ -78,6 +85,9 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newConfigCmd(g),
 		newDatasourceCmd(g),
+		newBootCmd(g),
+		newInitCmd(g),
+		newPowerCmd(g, "poweroff"), newPowerCmd(g, "reboot"), newPowerCmd(g, "halt"),
 	)
 	return root
 }

@@ -1,0 +1,155 @@
+#!/bin/bash
+# Builds Berth's bootable image from Debian packages (apt-get download +
+# dpkg-deb -x, nothing installed on the build machine) into $OUT:
+#   vmlinuz       the Debian kernel (bzImage)
+#   vmlinux       the same kernel as an ELF, for qemu's faster PVH boot
+#   initrd.small  gzip cpio: ros as /init, busybox, kernel modules
+#   system.sqfs   zstd squashfs mounted at /usr: dockerd, containerd, runc,
+#                 tini, their libraries, the system image tarballs
+#   initrd        initrd.small + a cpio holding system.sqfs (for -initrd boots)
+#   berth.iso     BIOS (isolinux) + UEFI (grub) bootable ISO
+# Reproducible: every timestamp is SOURCE_DATE_EPOCH (default: the commit
+# time), every list is sorted. Usage: platforms/build-image.sh [ROS_BINARY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROS=${1:-bin/ros}
+OUT=${OUT:-out/image}
+CACHE=${CACHE:-out/cache}
+GO=${GO:-go}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+export LC_ALL=C TZ=UTC
+log() { printf '[image %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# The kernel modules Berth's job needs; their dependencies come along.
+MODULES=(
+  virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng virtio_console
+  ata_piix ahci ata_generic sd_mod sr_mod
+  ext4 crc32c_generic crc32c_intel isofs vfat nls_utf8 nls_cp437 nls_iso8859_1
+  squashfs loop overlay
+  bridge br_netfilter veth 8021q bonding tun macvlan vxlan
+  nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
+  button evdev
+)
+# Engine binaries (paths inside the packages, under usr/); they go to the
+# squashfs with the libraries ldd finds for them.
+ENGINE_BINS=(
+  sbin/dockerd bin/docker sbin/docker-proxy bin/docker-init bin/tini-static bin/tini
+  bin/containerd bin/containerd-shim-runc-v2 sbin/runc bin/runc bin/ctr
+)
+
+mkdir -p "$OUT" "$CACHE/debs"
+MKIMAGE=$CACHE/mkimage
+$GO build -trimpath -o "$MKIMAGE" ./platforms/cmd/mkimage
+
+# ---- fetch and extract the packages (cached)
+KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
+PKGS=("$KPKG" busybox-static docker.io containerd runc tini)
+for p in "${PKGS[@]}"; do
+  if [ ! -d "$CACHE/pkg/$p" ]; then
+    log "fetch $p"
+    rm -rf "$CACHE/debs/$p"; mkdir -p "$CACHE/debs/$p"
+    (cd "$CACHE/debs/$p" && apt-get download -q "$p" >/dev/null 2>&1 || apt-get download "$p")
+    rm -rf "$CACHE/pkg/$p.tmp"; mkdir -p "$CACHE/pkg/$p.tmp"
+    dpkg-deb -x "$CACHE/debs/$p"/*.deb "$CACHE/pkg/$p.tmp"
+    mv "$CACHE/pkg/$p.tmp" "$CACHE/pkg/$p"
+  fi
+done
+KROOT=$CACHE/pkg/$KPKG
+KVER=$(ls "$KROOT/lib/modules")
+
+# ---- kernel
+cp -p "$KROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+if [ ! -s "$OUT/vmlinux" ] || [ "$OUT/vmlinuz" -nt "$OUT/vmlinux" ]; then
+  log "vmlinux from bzImage"
+  "$MKIMAGE" vmlinux "$OUT/vmlinuz" "$OUT/vmlinux"
+fi
+
+# ---- initrd.small: ros, busybox, modules
+R=$OUT/initrd.d
+rm -rf "$R"; mkdir -p "$R"
+(cd "$R" && mkdir -p bin sbin dev proc sys run tmp etc var usr root berth lib/modules home mnt opt)
+chmod 1777 "$R/tmp"; chmod 700 "$R/root"
+install -m 755 "$ROS" "$R/bin/ros"
+ln -s bin/ros "$R/init"
+for n in init poweroff reboot halt; do ln -s ../bin/ros "$R/sbin/$n"; done
+install -m 755 "$CACHE/pkg/busybox-static/bin/busybox" "$R/bin/busybox"
+for a in $("$R/bin/busybox" --list | sort); do
+  case "$a" in init|linuxrc|poweroff|reboot|halt|busybox) continue ;; esac
+  [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"
+done
+ln -s usr/lib64 "$R/lib64"
+ln -s ../usr/lib/x86_64-linux-gnu "$R/lib/x86_64-linux-gnu"
+"$MKIMAGE" modules "$KROOT/lib/modules/$KVER" "$R/lib/modules/$KVER" "${MODULES[@]}" 2>"$OUT/modules.log" || { cat "$OUT/modules.log" >&2; exit 1; }
+cat > "$R/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+rancher:x:1100:1100:rancher:/home/rancher:/bin/sh
+docker:x:1101:1101::/nonexistent:/bin/false
+P
+cat > "$R/etc/group" <<'G'
+root:x:0:
+docker:x:1101:rancher
+rancher:x:1100:
+G
+printf 'root:*:1::::::\nrancher:*:1::::::\n' > "$R/etc/shadow"; chmod 600 "$R/etc/shadow"
+cat > "$R/etc/os-release" <<O
+NAME="Berth"
+ID=berth
+ID_LIKE=rancheros
+VERSION_ID=$(git describe --tags --always 2>/dev/null || echo dev)
+PRETTY_NAME="Berth"
+O
+echo "$KVER" > "$R/etc/berth-kernel"
+log "initrd.small"
+"$MKIMAGE" cpio -gzip "$R" "$OUT/initrd.small"
+
+# ---- system.sqfs: engines + libraries + system images, mounted at /usr
+S=$OUT/system.d
+rm -rf "$S"; mkdir -p "$S/bin" "$S/sbin" "$S/lib/x86_64-linux-gnu" "$S/lib64" "$S/share/berth/images"
+for b in "${ENGINE_BINS[@]}"; do
+  for p in docker.io containerd runc tini; do
+    src=$CACHE/pkg/$p/usr/$b
+    if [ -e "$src" ] || [ -L "$src" ]; then cp -a "$src" "$S/$b"; fi
+  done
+  [ -e "$S/$b" ] || [ -L "$S/$b" ] || { echo "missing engine binary usr/$b" >&2; exit 1; }
+done
+for b in "${ENGINE_BINS[@]}"; do
+  [ -L "$S/$b" ] && continue
+  ldd "$S/$b" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' || true
+done | sort -u | while read -r lib; do
+  case "$lib" in
+    */ld-linux-x86-64.so.2) cp -L "$lib" "$S/lib64/ld-linux-x86-64.so.2" ;;
+    *) cp -L "$lib" "$S/lib/x86_64-linux-gnu/$(basename "$lib")" ;;
+  esac
+done
+if [ -d platforms/sysimages/out ]; then
+  cp platforms/sysimages/out/*.tar "$S/share/berth/images/" 2>/dev/null || true
+fi
+if [ -n "${SYSIMAGES:-}" ]; then
+  cp $SYSIMAGES "$S/share/berth/images/"
+fi
+find "$S" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+log "system.sqfs ($(du -sh "$S" | cut -f1) uncompressed)"
+rm -f "$OUT/system.sqfs"
+env -u SOURCE_DATE_EPOCH mksquashfs "$S" "$OUT/system.sqfs" -comp zstd -Xcompression-level ${SQFS_LEVEL:-15} -b 1M \
+  -all-root -no-xattrs -noappend -quiet -no-progress \
+  -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" >/dev/null
+
+# ---- initrd: initrd.small + the squashfs in a plain cpio (already compressed)
+Q=$OUT/sqfs.d
+rm -rf "$Q"; mkdir -p "$Q/berth"
+ln "$OUT/system.sqfs" "$Q/berth/system.sqfs" 2>/dev/null || cp "$OUT/system.sqfs" "$Q/berth/system.sqfs"
+"$MKIMAGE" cpio "$Q" "$OUT/system.cpio"
+# The kernel unpacks concatenated archives; an uncompressed one must start
+# 4-byte aligned, so pad the gzip member with zeros (which it skips).
+cp "$OUT/initrd.small" "$OUT/initrd.tmp"
+pad=$(( (4 - $(stat -c %s "$OUT/initrd.tmp") % 4) % 4 ))
+head -c "$pad" /dev/zero >> "$OUT/initrd.tmp"
+cat "$OUT/system.cpio" >> "$OUT/initrd.tmp"
+mv "$OUT/initrd.tmp" "$OUT/initrd"
+rm -rf "$Q" "$OUT/system.cpio"
+
+if [ "${NO_ISO:-}" != 1 ]; then
+  platforms/build-iso.sh "$OUT"
+fi
+log "done: $(cd "$OUT" && ls -l vmlinuz vmlinux initrd.small system.sqfs initrd $( [ -f berth.iso ] && echo berth.iso) | awk '{printf "%s=%s ", $9, $5}')"

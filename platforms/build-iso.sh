@@ -1,0 +1,51 @@
+#!/bin/bash
+# Makes $OUT/berth.iso from $OUT/vmlinuz and $OUT/initrd: BIOS boot with
+# isolinux, UEFI boot with a grub EFI binary in an El Torito FAT image,
+# hybrid so it also boots from a USB stick. Reproducible with
+# SOURCE_DATE_EPOCH. Usage: platforms/build-iso.sh OUT
+set -euo pipefail
+OUT=$1
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0} LC_ALL=C TZ=UTC
+CMDLINE=${ISO_CMDLINE:-console=tty0 console=ttyS0,115200n8 panic=10}
+I=$OUT/iso.d
+rm -rf "$I"; mkdir -p "$I/boot/grub" "$I/isolinux" "$I/EFI/BOOT"
+cp "$OUT/vmlinuz" "$OUT/initrd" "$I/boot/"
+cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$I/isolinux/"
+cat > "$I/isolinux/isolinux.cfg" <<C
+DEFAULT berth
+TIMEOUT 10
+PROMPT 0
+LABEL berth
+  KERNEL /boot/vmlinuz
+  INITRD /boot/initrd
+  APPEND $CMDLINE
+C
+cat > "$I/boot/grub/grub.cfg" <<C
+set timeout=1
+menuentry "Berth" {
+  linux /boot/vmlinuz $CMDLINE
+  initrd /boot/initrd
+}
+C
+cat > "$OUT/grub-early.cfg" <<'C'
+search --no-floppy --set=root --file /boot/grub/grub.cfg
+set prefix=($root)/boot/grub
+configfile ($root)/boot/grub/grub.cfg
+C
+grub-mkimage -O x86_64-efi -p /boot/grub -c "$OUT/grub-early.cfg" -o "$I/EFI/BOOT/BOOTX64.EFI" \
+  part_gpt part_msdos iso9660 fat normal linux configfile search search_fs_file echo gzio efi_gop efi_uga all_video
+# The EFI system partition image El Torito points at.
+rm -f "$OUT/efiboot.img"
+mkfs.vfat -C -n BERTHEFI -i 12345678 --invariant "$OUT/efiboot.img" 4096 >/dev/null
+touch -d "@$SOURCE_DATE_EPOCH" "$I/EFI/BOOT/BOOTX64.EFI"
+MTOOLS_SKIP_CHECK=1 mmd -i "$OUT/efiboot.img" ::/EFI ::/EFI/BOOT
+MTOOLS_SKIP_CHECK=1 mcopy -m -i "$OUT/efiboot.img" "$I/EFI/BOOT/BOOTX64.EFI" ::/EFI/BOOT/
+cp "$OUT/efiboot.img" "$I/boot/efiboot.img"
+find "$I" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+rm -f "$OUT/berth.iso"
+xorriso -as mkisofs -quiet -o "$OUT/berth.iso" -V BERTH -J -R \
+  -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \
+  -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin \
+  -eltorito-alt-boot -e boot/efiboot.img -no-emul-boot -isohybrid-gpt-basdat \
+  "$I" 2>&1 | grep -v '^xorriso : UPDATE\|^$' || true
+rm -rf "$I" "$OUT/grub-early.cfg"

@@ -1,0 +1,115 @@
+// Command mkimage does the parts of `make image` that are Go:
+//
+//	mkimage vmlinux BZIMAGE OUT            extract the ELF kernel for PVH boot
+//	mkimage modules SRC DST NAME...        copy modules + deps, write modules.dep
+//	mkimage cpio [-gzip] DIR OUT           reproducible newc archive of DIR
+//
+// The mtime of cpio entries is SOURCE_DATE_EPOCH (0 when unset).
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/berthos/berth/internal/atomicfile"
+	"github.com/berthos/berth/platforms/image"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: mkimage vmlinux|modules|cpio ...")
+	}
+	switch args[0] {
+	case "vmlinux":
+		if len(args) != 3 {
+			return fmt.Errorf("usage: mkimage vmlinux BZIMAGE OUT")
+		}
+		bz, err := os.ReadFile(args[1])
+		if err != nil {
+			return err
+		}
+		payload, err := image.Payload(bz)
+		if err != nil {
+			return err
+		}
+		// xz(1) has the x86 BCJ filter the kernel build uses.
+		xz := exec.Command("xz", "-dc", "--single-stream")
+		xz.Stdin = bytes.NewReader(payload)
+		xz.Stderr = os.Stderr
+		out, err := xz.Output()
+		if err != nil {
+			return fmt.Errorf("vmlinux: xz -dc: %w", err)
+		}
+		if !bytes.HasPrefix(out, []byte("\x7fELF")) {
+			return fmt.Errorf("vmlinux: payload is not an ELF")
+		}
+		return atomicfile.Write(args[2], out, 0o644)
+	case "modules":
+		if len(args) < 4 {
+			return fmt.Errorf("usage: mkimage modules SRC DST NAME...")
+		}
+		mods, err := image.ScanModules(args[1])
+		if err != nil {
+			return err
+		}
+		order, missing, err := image.Closure(args[1], mods, args[3:])
+		if err != nil {
+			return err
+		}
+		for _, m := range missing {
+			fmt.Fprintf(os.Stderr, "mkimage: module %s: not a module (built in?), skipped\n", m)
+		}
+		return image.CopyModules(args[1], args[2], order)
+	case "cpio":
+		fs := flag.NewFlagSet("cpio", flag.ContinueOnError)
+		gz := fs.Bool("gzip", false, "compress with gzip")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 2 {
+			return fmt.Errorf("usage: mkimage cpio [-gzip] DIR OUT")
+		}
+		mtime := time.Unix(0, 0)
+		if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
+			}
+			mtime = time.Unix(n, 0)
+		}
+		var buf bytes.Buffer
+		var out io.Writer = &buf
+		var zw *gzip.Writer
+		if *gz {
+			var err error
+			if zw, err = gzip.NewWriterLevel(&buf, gzip.BestCompression); err != nil {
+				return err
+			}
+			out = zw
+		}
+		if err := image.WriteCPIO(out, fs.Arg(0), mtime); err != nil {
+			return err
+		}
+		if zw != nil {
+			if err := zw.Close(); err != nil {
+				return err
+			}
+		}
+		return atomicfile.Write(fs.Arg(1), buf.Bytes(), 0o644)
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}

@@ -1,0 +1,401 @@
+package sysinit
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthos/berth/bootstrap"
+	"github.com/berthos/berth/cloudinit"
+)
+
+// PID1ReadyLine is printed on the console when the boot is complete; the
+// e2e tests and `make run` wait for it.
+const PID1ReadyLine = "Berth is up"
+
+// pid1Boot is the state of the boot process.
+type pid1Boot struct {
+	log     *bootstrap.Logger
+	tl      *bootstrap.Timeline
+	cmdline string
+	// early is the config of the kernel command line alone: what is
+	// known before the state disk (rancher.state, rancher.modules).
+	early *cloudinit.Config
+	// cfg is the snapshot of this boot once loaded (nil before).
+	cfg *cloudinit.Config
+
+	mu sync.Mutex
+	// stops run in reverse order at shutdown: User Docker, then the
+	// services, then System Docker.
+	stops []pid1Stop
+}
+
+type pid1Stop struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// pid1Phase is one named step of the boot.
+type pid1Phase struct {
+	name string
+	// fatal phases drop to the emergency shell when they fail; the others
+	// log and the boot goes on.
+	fatal bool
+	run   func(b *pid1Boot, ctx context.Context) error
+}
+
+// RunPID1Boot is the boot process that RunPID1 starts. Its steps, in
+// order (pid1Phases): kernel modules, entropy, the system image at /usr,
+// /etc basics, the state disk, the config snapshot, hostname, then the
+// engines; then it writes the boot timeline, prints PID1ReadyLine and
+// waits for a power signal, on which it stops User Docker, the services
+// and System Docker within rancher.shutdown_timeout and ends the machine.
+// A fatal phase's error starts an emergency shell on the console. It
+// never returns.
+func RunPID1Boot() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
+	power := make(chan PID1Action, 4)
+	go func() {
+		for s := range sigs {
+			power <- pid1ActionOf(s.(unix.Signal))
+		}
+	}()
+
+	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline()}
+	if s := os.Getenv(pid1TimelineEnv); s != "" {
+		_ = json.Unmarshal([]byte(s), &b.tl.Phases)
+	}
+	os.Unsetenv(pid1TimelineEnv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				b.log.Printf("recovered from a panic in the boot: %v", r)
+			}
+		}()
+		if err := b.run(ctx); err != nil {
+			pid1WaitShell(b.log, err)
+			return
+		}
+		b.tl.Mark("ready")
+		if err := b.tl.Save(bootstrap.TimelinePath); err != nil {
+			b.log.Printf("%v", err)
+		}
+		b.log.Printf("%s (%.3f s since the kernel started)", PID1ReadyLine, bootstrap.Uptime().Seconds())
+		b.autologin()
+	}()
+	go b.watchPowerButton(power)
+
+	a := <-power
+	cancel()
+	b.shutdown(a)
+}
+
+// pid1Phases is the boot, in order.
+func pid1Phases() []pid1Phase {
+	return []pid1Phase{
+		{name: "cmdline", fatal: true, run: (*pid1Boot).readCmdline},
+		{name: "modules", run: (*pid1Boot).loadModules},
+		{name: "entropy", run: (*pid1Boot).entropy},
+		{name: "system image", fatal: true, run: (*pid1Boot).systemImage},
+		{name: "etc", run: (*pid1Boot).etc},
+		{name: "state disk", fatal: true, run: (*pid1Boot).stateDisk},
+		{name: "config", run: (*pid1Boot).loadConfig},
+		{name: "hostname", run: (*pid1Boot).hostname},
+	}
+}
+
+func (b *pid1Boot) run(ctx context.Context) error {
+	for _, p := range pid1Phases() {
+		b.log.Printf("phase %s", p.name)
+		start := time.Now()
+		end := b.tl.Begin(p.name)
+		err := p.run(b, ctx)
+		end(err)
+		switch {
+		case err != nil && p.fatal:
+			return fmt.Errorf("phase %s: %w", p.name, err)
+		case err != nil:
+			b.log.Printf("phase %s: %v (going on)", p.name, err)
+		default:
+			b.log.Printf("phase %s done (%s)", p.name, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+func (b *pid1Boot) readCmdline(ctx context.Context) error {
+	data, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read /proc/cmdline: %w", err)
+	}
+	b.cmdline = strings.TrimSpace(string(data))
+	cfg, rep := cloudinit.ParseCmdline(b.cmdline)
+	if rep != nil {
+		for _, e := range rep.Entries {
+			b.log.Printf("cmdline: %s: %s", e.Path, e.Message)
+		}
+	}
+	if cfg == nil {
+		cfg = &cloudinit.Config{}
+	}
+	b.early = cfg
+	return nil
+}
+
+func (b *pid1Boot) loadModules(ctx context.Context) error {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
+	md, err := bootstrap.LoadModuleDeps(dir)
+	if err != nil {
+		return err
+	}
+	names := append(bootstrap.DefaultModules(), b.early.Rancher.Modules...)
+	n, err := bootstrap.LoadModules(b.log, md, names)
+	b.log.Printf("loaded %d kernel modules", n)
+	return err
+}
+
+// entropy blocks once until the kernel's random pool is ready, so nothing
+// later (the DHCP client's transaction IDs, TLS) spins on it.
+func (b *pid1Boot) entropy(ctx context.Context) error {
+	buf := make([]byte, 1)
+	_, err := unix.Getrandom(buf, 0)
+	if err != nil {
+		return fmt.Errorf("getrandom: %w", err)
+	}
+	return nil
+}
+
+func (b *pid1Boot) systemImage(ctx context.Context) error {
+	dev := os.Getenv(pid1SystemLoopEnv)
+	if dev == "" {
+		if _, err := os.Stat(bootstrap.SystemImage); err != nil {
+			return fmt.Errorf("system image %s: %w", bootstrap.SystemImage, err)
+		}
+		var err error
+		if dev, err = bootstrap.AttachLoop(bootstrap.SystemImage, true); err != nil {
+			return err
+		}
+	}
+	return bootstrap.MountSystemImage(dev, "/usr")
+}
+
+func (b *pid1Boot) etc(ctx context.Context) error {
+	var errs []error
+	for _, f := range []struct {
+		path, data string
+	}{
+		{"/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+		{"/etc/resolv.conf", ""},
+		{"/etc/hostname", "berth\n"},
+	} {
+		if _, err := os.Stat(f.path); err == nil {
+			continue
+		}
+		if err := os.WriteFile(f.path, []byte(f.data), 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := os.Lstat("/etc/mtab"); err != nil {
+		errs = append(errs, os.Symlink("/proc/self/mounts", "/etc/mtab"))
+	}
+	for _, d := range []string{"/var/log", "/var/lib/rancher/conf", "/home/rancher/.ssh", "/root", "/run/berth"} {
+		errs = append(errs, os.MkdirAll(d, 0o755))
+	}
+	errs = append(errs, os.Chown("/home/rancher", 1100, 1100), os.Chown("/home/rancher/.ssh", 1100, 1100))
+	return errors.Join(errs...)
+}
+
+func (b *pid1Boot) stateDisk(ctx context.Context) error {
+	st := b.early.Rancher.State
+	o := bootstrap.StateOptions{Dev: st.Dev, FSType: st.FSType, Autoformat: st.Autoformat}
+	if st.Wait {
+		o.Wait = 10 * time.Second
+	}
+	dev, err := bootstrap.SetupState(ctx, b.log, o)
+	switch {
+	case err != nil && st.Required:
+		return err
+	case err != nil:
+		b.log.Printf("state disk: %v; running from RAM", err)
+	case dev == "":
+		b.log.Printf("no state disk (%s): running from RAM, nothing is kept across boots", pid1Or(st.Dev, "LABEL="+bootstrap.StateLabel))
+	default:
+		b.log.Printf("state disk %s mounted on %s", dev, bootstrap.StateMount)
+	}
+	// /home/rancher may have come from the state disk.
+	_ = os.MkdirAll("/home/rancher/.ssh", 0o700)
+	_ = os.Chown("/home/rancher", 1100, 1100)
+	_ = os.Chown("/home/rancher/.ssh", 1100, 1100)
+	return nil
+}
+
+func (b *pid1Boot) loadConfig(ctx context.Context) error {
+	cfg, rep, err := cloudinit.Load("/")
+	if rep != nil {
+		for _, e := range rep.Entries {
+			kind := "warning"
+			if e.Error {
+				kind = "error"
+			}
+			b.log.Printf("config %s: %s:%d:%d %s: %s", kind, e.Source, e.Line, e.Column, e.Path, e.Message)
+		}
+	}
+	if err != nil || cfg == nil {
+		b.cfg = b.early
+		return fmt.Errorf("load config (using the kernel command line alone): %w", err)
+	}
+	b.cfg = cfg
+	return nil
+}
+
+func (b *pid1Boot) hostname(ctx context.Context) error {
+	name := b.cfg.Hostname
+	if name == "" {
+		name = pid1Or(b.cfg.Rancher.Defaults.Hostname, "berth")
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		return fmt.Errorf("sethostname %s: %w", name, err)
+	}
+	return os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
+}
+
+func pid1Or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// autologin starts a root shell on each console named by
+// rancher.autologin=ttyS0 (RancherOS's key), again whenever it exits.
+func (b *pid1Boot) autologin() {
+	v, ok := cloudinit.CmdlineValue(b.cmdline, "rancher.autologin")
+	if !ok || v == "" {
+		return
+	}
+	for _, tty := range strings.Split(v, ",") {
+		go func(dev string) {
+			for {
+				cmd := exec.Command("/bin/sh", "-l")
+				cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=vt100", "PS1=berth# "}
+				f, err := os.OpenFile(dev, os.O_RDWR, 0)
+				if err != nil {
+					b.log.Printf("autologin %s: %v", dev, err)
+					return
+				}
+				cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
+				cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+				if err := cmd.Run(); err != nil {
+					b.log.Printf("autologin %s: %v", dev, err)
+				}
+				f.Close()
+				time.Sleep(time.Second)
+			}
+		}("/dev/" + strings.TrimPrefix(tty, "/dev/"))
+	}
+}
+
+// pid1WaitShell shows err and runs emergency shells on the console, one
+// after the other, until a power signal ends the machine.
+func pid1WaitShell(log *bootstrap.Logger, err error) {
+	for {
+		p := pid1EmergencyShell(log, err)
+		if p == nil {
+			return
+		}
+		_, _ = p.Wait()
+	}
+}
+
+// addStop registers what shutdown stops; they run last-added first.
+func (b *pid1Boot) addStop(name string, fn func(ctx context.Context) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stops = append(b.stops, pid1Stop{name, fn})
+}
+
+// shutdown stops what the boot started, in reverse order, within
+// rancher.shutdown_timeout, then ends the machine.
+func (b *pid1Boot) shutdown(a PID1Action) {
+	timeout := 60 * time.Second
+	if b.cfg != nil && b.cfg.Rancher.ShutdownTimeout > 0 {
+		timeout = time.Duration(b.cfg.Rancher.ShutdownTimeout) * time.Second
+	}
+	b.log.Printf("%s: stopping (limit %s)", a, timeout)
+	// A fresh context: the boot's is cancelled already.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	b.mu.Lock()
+	stops := append([]pid1Stop(nil), b.stops...)
+	b.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		start := time.Now()
+		if err := stops[i].fn(ctx); err != nil {
+			b.log.Printf("%s: stop %s: %v", a, stops[i].name, err)
+		} else {
+			b.log.Printf("%s: stopped %s (%s)", a, stops[i].name, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	cancel()
+	pid1FinalShutdown(b.log, a, 5*time.Second)
+}
+
+// watchPowerButton turns the ACPI power button (an input device named
+// "Power Button", KEY_POWER) into a poweroff.
+func (b *pid1Boot) watchPowerButton(power chan<- PID1Action) {
+	// The button and evdev modules load in the boot; give them a moment.
+	for i := 0; i < 100; i++ {
+		ents, _ := filepath.Glob("/sys/class/input/event*/device/name")
+		for _, n := range ents {
+			name, _ := os.ReadFile(n)
+			if strings.TrimSpace(string(name)) != "Power Button" {
+				continue
+			}
+			dev := "/dev/input/" + filepath.Base(filepath.Dir(filepath.Dir(n)))
+			f, err := os.Open(dev)
+			if err != nil {
+				continue
+			}
+			go func() {
+				defer f.Close()
+				// struct input_event on 64-bit: timeval (16), type u16,
+				// code u16, value s32.
+				ev := make([]byte, 24)
+				for {
+					if _, err := f.Read(ev); err != nil {
+						return
+					}
+					typ := binary.LittleEndian.Uint16(ev[16:])
+					code := binary.LittleEndian.Uint16(ev[18:])
+					val := int32(binary.LittleEndian.Uint32(ev[20:]))
+					const evKey, keyPower = 1, 116
+					if typ == evKey && code == keyPower && val == 1 {
+						b.log.Printf("power button pressed")
+						power <- PID1Poweroff
+						return
+					}
+				}
+			}()
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -44,19 +44,18 @@ var kinds = []string{"cmdline", "configdrive", "ec2", "gce", "openstack", "url",
 func Kinds() []string { return slices.Clone(kinds) }
 
 type config struct {
-	root          string
-	budget        time.Duration
-	netTimeout    time.Duration
-	localTimeout  time.Duration
-	client        *http.Client
-	ec2Endpoint   string
-	gceEndpoint   string
-	osEndpoint    string
-	imdsv1        bool
-	platform      *Platform
-	sources       []source.Datasource
-	now           func() time.Time
-	explicitOrder bool
+	root         string
+	budget       time.Duration
+	netTimeout   time.Duration
+	localTimeout time.Duration
+	client       *http.Client
+	ec2Endpoint  string
+	gceEndpoint  string
+	osEndpoint   string
+	imdsv1       bool
+	platform     *Platform
+	sources      []source.Datasource
+	now          func() time.Time
 }
 
 // Option configures Run and Sources.

@@ -16,14 +16,13 @@ import (
 
 // stub is a scripted source.
 type stub struct {
-	name      string
-	needs     source.Needs
-	delay     time.Duration
-	err       error
-	hang      bool // wait for ctx
-	deaf      bool // ignore ctx entirely (a buggy source)
-	instance  string
-	cancelled chan struct{}
+	name     string
+	needs    source.Needs
+	delay    time.Duration
+	err      error
+	hang     bool // wait for ctx
+	deaf     bool // ignore ctx entirely (a buggy source)
+	instance string
 }
 
 func (s *stub) Name() string        { return s.name }

@@ -123,7 +123,7 @@ func decode(v string) ([]byte, error) {
 		return nil, fmt.Errorf("cloud-config=: neither base64 nor URL-encoded: %w", err)
 	}
 	if !strings.HasPrefix(s, "#") {
-		return nil, fmt.Errorf("cloud-config=: decoded data does not start with #cloud-config or #!")
+		return nil, fmt.Errorf("cloud-config=: decoded data does not start with #cloud-config or a #! line")
 	}
 	return []byte(s), nil
 }

@@ -146,7 +146,7 @@ func (s *Source) fetch(ctx context.Context, c *imds.Client) (*source.Result, err
 		}
 	}
 	for _, line := range lines(t["public-keys/"]) {
-		idx, _, _ := strings.Cut(line, "=")
+		idx := keyIndex(line)
 		if err := get("public-keys/"+idx+"/openssh-key", false); err != nil {
 			return nil, err
 		}

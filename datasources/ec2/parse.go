@@ -39,7 +39,7 @@ func Parse(t Tree) (cloudinit.Metadata, *netconf.Config, error) {
 		m.PrivateIPv6 = v6[0]
 	}
 	for _, line := range lines(t["public-keys/"]) {
-		idx, _, _ := strings.Cut(line, "=")
+		idx := keyIndex(line)
 		for _, k := range strings.Split(t["public-keys/"+idx+"/openssh-key"], "\n") {
 			if k = strings.TrimSpace(k); k != "" && !slices.Contains(m.SSHPublicKeys, k) {
 				m.SSHPublicKeys = append(m.SSHPublicKeys, k)
@@ -99,4 +99,11 @@ func prefixLen(cidr string) (int, error) {
 	}
 	ones, _ := n.Mask.Size()
 	return ones, nil
+}
+
+// keyIndex is the index in a public-keys/ listing line: "0=name" on EC2,
+// "0/" on some emulators.
+func keyIndex(line string) string {
+	idx, _, _ := strings.Cut(line, "=")
+	return strings.TrimSuffix(idx, "/")
 }

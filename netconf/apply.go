@@ -580,3 +580,14 @@ func isRootSlash(root string) bool {
 	rfi, err := os.Stat("/")
 	return err == nil && os.SameFile(fi, rfi)
 }
+
+// CurrentLinks lists the non-loopback links MakePlan would match against
+// (in the WithNetns namespace, if given).
+func CurrentLinks(opts ...Option) ([]LinkInfo, error) {
+	h, err := newOptions(opts).handle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return listLinks(h)
+}

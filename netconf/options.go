@@ -67,9 +67,6 @@ func WithHostname(name string) Option { return func(o *options) { o.hostname = n
 // after Apply returns.
 func WithPrevious(prev *State) Option { return func(o *options) { o.previous = prev } }
 
-// withRetransmit sets the DHCP retransmission interval (default 1 s).
-func withRetransmit(d time.Duration) Option { return func(o *options) { o.retrans = d } }
-
 // withRenewAfter renews leases d after they are obtained, whatever T1 the
 // server gave (tests: dnsmasq's shortest lease is two minutes).
 func withRenewAfter(d time.Duration) Option { return func(o *options) { o.renewAfter = d } }

@@ -31,6 +31,8 @@ func run(name string, args []string) int {
 		args = append([]string{"init"}, args...)
 	case "cloud-init-save":
 		args = dsArgs(args)
+	case "netconf":
+		args = append([]string{"netconf", "apply"}, args...)
 	case "poweroff", "reboot", "halt":
 		args = append([]string{name}, args...)
 	default:
@@ -88,6 +90,7 @@ func newRootCmd() *cobra.Command {
 		newBootCmd(g),
 		newInitCmd(g),
 		newPowerCmd(g, "poweroff"), newPowerCmd(g, "reboot"), newPowerCmd(g, "halt"),
+		newNetconfCmd(g),
 	)
 	return root
 }

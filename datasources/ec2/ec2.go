@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,11 +87,11 @@ func (s *Source) newClient() *imds.Client {
 			o.MaxBackoff = 2 * time.Second
 			o.Backoff = backoff{}
 			o.RateLimiter = ratelimit.None
-			// A refused connection means nothing listens: absent, at once.
+			// An unreachable service is absent, at once.
 			// A 401 means the token expired: Fetch starts over with a new
 			// one rather than retrying with the stale one.
 			o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-				if errors.Is(err, syscall.ECONNREFUSED) || status(err) == http.StatusUnauthorized {
+				if source.Unreachable(err) || status(err) == http.StatusUnauthorized {
 					return aws.FalseTernary
 				}
 				return aws.UnknownTernary
@@ -184,7 +183,7 @@ func (s *Source) fetch(ctx context.Context, c *imds.Client) (*source.Result, err
 // wrap names the operation and maps the error onto the source sentinels.
 func (s *Source) wrap(what string, err error) error {
 	switch {
-	case status(err) == http.StatusNotFound, errors.Is(err, syscall.ECONNREFUSED):
+	case status(err) == http.StatusNotFound, source.Unreachable(err):
 		return fmt.Errorf("ec2 %s %s: %w: %w", s.endpoint, what, source.ErrNotFound, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("ec2 %s %s: %w: %w", s.endpoint, what, source.ErrTimeout, err)

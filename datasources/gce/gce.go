@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"cloud.google.com/go/compute/metadata"
@@ -55,15 +54,16 @@ func (s *Source) Name() string { return "gce" }
 func (s *Source) Needs() source.Needs { return source.Network }
 
 // transport sends every request to another host when one is set (the
-// library takes its host only from the environment), and turns a refused
-// connection into an error the library does not retry: nothing listens, so
-// the source is absent, and retrying would only delay the boot.
+// library takes its host only from the environment), and turns an
+// unreachable service (source.Unreachable: refused, no route) into an
+// error the library does not retry: the source is absent, and retrying
+// would only delay the boot.
 type transport struct {
 	to   *url.URL
 	next http.RoundTripper
 }
 
-// refusedError is a refused connection, opaque to the library's retryer.
+// refusedError is an unreachable service, opaque to the library's retryer.
 type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
@@ -74,7 +74,7 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Scheme, req.URL.Host, req.Host = t.to.Scheme, t.to.Host, t.to.Host
 	}
 	resp, err := t.next.RoundTrip(req)
-	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+	if err != nil && source.Unreachable(err) {
 		return nil, &refusedError{msg: err.Error()}
 	}
 	return resp, err

@@ -33,8 +33,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("GET %s: HTTP %d", e.URL, e.Status)
 }
 
-// Get fetches url. A 404 returns an error wrapping ErrNotFound; a refused
-// connection also does (nothing listens there, so the source is absent).
+// Get fetches url. A 404 returns an error wrapping ErrNotFound; an
+// unreachable address (see Unreachable) also does.
 // 5xx answers, connection resets and truncated bodies are retried with
 // capped exponential backoff until ctx ends; then the last error is
 // returned, wrapping ErrTimeout when the deadline was what stopped it.
@@ -88,7 +88,7 @@ func (g *Getter) once(ctx context.Context, c *http.Client, url string, limit int
 		if ctx.Err() != nil {
 			return nil, false, fmt.Errorf("GET %s: %w: %w", url, ErrTimeout, err)
 		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		if Unreachable(err) {
 			return nil, false, fmt.Errorf("GET %s: %w: %w", url, ErrNotFound, err)
 		}
 		return nil, true, fmt.Errorf("GET %s: %w", url, err)
@@ -111,6 +111,16 @@ func (g *Getter) once(ctx context.Context, c *http.Client, url string, limit int
 		return nil, true, fmt.Errorf("GET %s: read body: %w", url, err)
 	}
 	return body, false, nil
+}
+
+// Unreachable reports a connection that nothing can answer: refused, or
+// no route to the network or host. Sources treat it as "absent" at once
+// instead of retrying until their deadline, because the runner starts
+// after the network is up: a metadata service that cannot be reached then
+// is not there, and waiting would only stall the boot.
+func Unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.EHOSTUNREACH)
 }
 
 // Classify names what an error from Fetch means for the decision record:

@@ -39,7 +39,7 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = rep.String()
 		// What Parse kept must parse again without errors.
-		tree, err := parseTree("fuzz", data)
+		tree, _, err := parseTree("fuzz", data)
 		if err != nil {
 			t.Fatalf("parseTree failed after Parse succeeded: %v", err)
 		}

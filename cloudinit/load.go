@@ -49,7 +49,8 @@ func DefaultsTree() (*yaml.Node, *Report) {
 // layer parses one source, checks it and merges what is good into acc. A
 // source that is not YAML at all is skipped whole, with a report error.
 func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
-	tree, err := parseTree(source, data)
+	tree, dups, err := parseTree(source, data)
+	rep.Entries = append(rep.Entries, dups...)
 	if err != nil {
 		e := Entry{Error: true, Source: source, Message: "file skipped: " + err.Error()}
 		var se *SyntaxError

@@ -61,50 +61,61 @@ func syntaxError(source string, err error) *SyntaxError {
 // values and unknown keys are in the Report, and bad keys are left out of
 // the Config.
 func Parse(source string, data []byte) (*Config, *Report, error) {
-	root, err := parseTree(source, data)
+	root, dups, err := parseTree(source, data)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg, rep := check(source, root)
+	rep.Entries = append(dups, rep.Entries...)
+	rep.sort()
 	return cfg, rep, nil
 }
 
 // parseTree parses data into a plain mapping node (aliases and merge keys
-// expanded). An empty document gives an empty mapping.
-func parseTree(source string, data []byte) (*yaml.Node, error) {
+// expanded, of repeated keys only the last kept). An empty document gives
+// an empty mapping. The entries are warnings about repeated keys.
+func parseTree(source string, data []byte) (*yaml.Node, []Entry, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
+			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil, nil
 		}
-		return nil, syntaxError(source, err)
+		return nil, nil, syntaxError(source, err)
 	}
 	var n *yaml.Node = &doc
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
-			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
+			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil, nil
 		}
 		n = n.Content[0]
 	}
-	budget := maxNodes
-	out, err := expand(n, &budget, 0)
+	x := &expander{budget: maxNodes, source: source}
+	out, err := x.expand(n, 0)
 	if err != nil {
-		return nil, &SyntaxError{Source: source, Line: n.Line, Column: n.Column, Message: err.Error()}
+		return nil, nil, &SyntaxError{Source: source, Line: n.Line, Column: n.Column, Message: err.Error()}
 	}
 	if isNull(out) {
-		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: out.Line, Column: out.Column}, nil
+		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: out.Line, Column: out.Column}, x.dups, nil
 	}
 	if out.Kind != yaml.MappingNode {
-		return nil, &SyntaxError{Source: source, Line: out.Line, Column: out.Column, Message: "the top level must be a mapping, got " + describe(out)}
+		return nil, nil, &SyntaxError{Source: source, Line: out.Line, Column: out.Column, Message: "the top level must be a mapping, got " + describe(out)}
 	}
-	return out, nil
+	return out, x.dups, nil
+}
+
+// expander copies a tree with aliases resolved and `<<` merge keys
+// applied, within a node budget.
+type expander struct {
+	budget int
+	source string
+	dups   []Entry
 }
 
 // expand copies n with aliases resolved and `<<` merge keys applied.
-func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
-	*budget--
-	if *budget < 0 {
+func (x *expander) expand(n *yaml.Node, depth int) (*yaml.Node, error) {
+	x.budget--
+	if x.budget < 0 {
 		return nil, errors.New("document too large after expanding aliases")
 	}
 	if depth > 200 {
@@ -115,7 +126,7 @@ func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 		if n.Alias == nil {
 			return nil, errors.New("unknown alias")
 		}
-		c, err := expand(n.Alias, budget, depth+1)
+		c, err := x.expand(n.Alias, depth+1)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +135,7 @@ func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 		if len(n.Content) == 0 {
 			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}, nil
 		}
-		return expand(n.Content[0], budget, depth+1)
+		return x.expand(n.Content[0], depth+1)
 	case yaml.ScalarNode:
 		c := *n
 		c.Anchor, c.Alias = "", nil
@@ -138,7 +149,7 @@ func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 	c.Content = make([]*yaml.Node, 0, len(n.Content))
 	if n.Kind == yaml.SequenceNode {
 		for _, item := range n.Content {
-			e, err := expand(item, budget, depth+1)
+			e, err := x.expand(item, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -151,7 +162,7 @@ func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-			ve, err := expand(v, budget, depth+1)
+			ve, err := x.expand(v, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -169,18 +180,49 @@ func expand(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 			}
 			continue
 		}
-		ke, err := expand(k, budget, depth+1)
+		ke, err := x.expand(k, depth+1)
 		if err != nil {
 			return nil, err
 		}
-		ve, err := expand(v, budget, depth+1)
+		ve, err := x.expand(v, depth+1)
 		if err != nil {
 			return nil, err
 		}
 		own = append(own, ke, ve)
 	}
+	merged := len(c.Content)
 	c.Content = append(c.Content, own...)
+	c.Content = x.dedup(c.Content, merged)
 	return &c, nil
+}
+
+// dedup keeps the last of repeated keys in a mapping's content. A repeat
+// among the first merged entries (from `<<`) is expected; others are warned of.
+func (x *expander) dedup(content []*yaml.Node, merged int) []*yaml.Node {
+	if len(content) <= 2 {
+		return content
+	}
+	last := make(map[string]int, len(content)/2)
+	for i := 0; i+1 < len(content); i += 2 {
+		if k := content[i]; k.Kind == yaml.ScalarNode {
+			last[k.Value] = i
+		}
+	}
+	if len(last) == len(content)/2 {
+		return content
+	}
+	out := content[:0:0]
+	for i := 0; i+1 < len(content); i += 2 {
+		k := content[i]
+		if j, ok := last[k.Value]; ok && k.Kind == yaml.ScalarNode && j != i {
+			if i >= merged {
+				x.dups = append(x.dups, Entry{Source: x.source, Line: k.Line, Column: k.Column, Message: fmt.Sprintf("key %q repeated; the later one wins", k.Value)})
+			}
+			continue
+		}
+		out = append(out, content[i], content[i+1])
+	}
+	return out
 }
 
 // check decodes a source's tree into a Config, reports every problem and
@@ -192,15 +234,28 @@ func check(source string, root *yaml.Node) (*Config, *Report) {
 	d.decode(root, reflect.ValueOf(cfg).Elem(), nil)
 	probs := cfg.validate()
 	if len(probs) > 0 {
-		for _, pr := range probs {
-			n, _, _ := lookup(root, pr.path)
+		// A problem's node, or when the value came from another form (a
+		// KEY=VALUE list for a map) its nearest ancestor in the document.
+		at := make([]keyPath, len(probs))
+		for i, pr := range probs {
+			p := pr.path
+			n, _, _ := lookup(root, p)
+			for n == nil && len(p) > 0 {
+				p = p[:len(p)-1]
+				n, _, _ = lookup(root, p)
+			}
 			if n == nil {
 				n = root
 			}
+			at[i] = p
 			rep.add(true, source, n, pr.path.String(), "%s", pr.msg)
 		}
+		removed := map[string]bool{}
 		for i := len(probs) - 1; i >= 0; i-- {
-			remove(root, probs[i].path)
+			if k := strings.Join(at[i], "\x00"); !removed[k] {
+				removed[k] = true
+				remove(root, at[i])
+			}
 		}
 		cfg = decodeQuiet(root)
 	}

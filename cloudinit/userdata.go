@@ -81,7 +81,7 @@ func classify(data []byte, name string, ud *UserData, trees *[]*ccPart, depth in
 	case len(trimmed) == 0:
 		return nil
 	case bytes.HasPrefix(trimmed, []byte("#cloud-config")):
-		n, err := parseTree(name, data)
+		n, _, err := parseTree(name, data)
 		if err != nil {
 			return err
 		}
@@ -174,7 +174,7 @@ func readPart(r io.Reader, cte string) ([]byte, error) {
 func classifyTyped(mt string, body []byte, name string, ud *UserData, trees *[]*ccPart, depth int) error {
 	switch mt {
 	case "text/cloud-config":
-		n, err := parseTree(name, body)
+		n, _, err := parseTree(name, body)
 		if err != nil {
 			return err
 		}

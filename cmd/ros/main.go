@@ -31,6 +31,8 @@ func run(name string, args []string) int {
 		args = append([]string{"init"}, args...)
 	case "cloud-init-save":
 		args = dsArgs(args)
+	case "cloud-init-execute":
+		args = append([]string{"cloud-init-execute"}, args...)
 	case "netconf":
 		args = append([]string{"netconf", "apply"}, args...)
 	case "poweroff", "reboot", "halt":
@@ -86,6 +88,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.root, "root", "/", "filesystem root to read and write config and state under")
 	root.AddCommand(
 		newConfigCmd(g),
+		newCloudInitExecuteCmd(g),
 		newDatasourceCmd(g),
 		newBootCmd(g),
 		newInitCmd(g),

@@ -1,0 +1,379 @@
+package cloudinit
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/berthos/berth/internal/atomicfile"
+)
+
+// ExecOption configures Execute.
+type ExecOption func(*execOptions)
+
+type execOptions struct {
+	log       *slog.Logger
+	container func(ctx context.Context, f WriteFile, data []byte) error
+	user      string
+}
+
+// WithLogger sets where Execute logs each step (default slog.Default()).
+func WithLogger(l *slog.Logger) ExecOption {
+	return func(o *execOptions) { o.log = l }
+}
+
+// WithContainerFiles sets the hook that writes a write_files entry with a
+// `container:` into that system service's filesystem. Without it such
+// entries are skipped with a log line.
+func WithContainerFiles(hook func(ctx context.Context, f WriteFile, data []byte) error) ExecOption {
+	return func(o *execOptions) { o.container = hook }
+}
+
+// WithSSHUser sets the user whose authorized_keys receive
+// ssh_authorized_keys (default "rancher").
+func WithSSHUser(name string) ExecOption {
+	return func(o *execOptions) { o.user = name }
+}
+
+// Execute applies the parts of cfg that are files and commands, under
+// root ("/" on a machine): write_files, ssh_authorized_keys into
+// ~rancher/.ssh/authorized_keys, the hostname (/etc/hostname, and the
+// kernel's when root is "/"), rancher.sysctl, then runcmd. A step that
+// fails is logged and the rest still run; the error joins every failure.
+func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) error {
+	o := execOptions{log: slog.Default(), user: "rancher"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs []error
+	fail := func(err error) {
+		if err != nil {
+			o.log.Error("cloud-init-execute", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range cfg.WriteFiles {
+		fail(writeFile(ctx, root, f, &o))
+	}
+	if len(cfg.SSHAuthorizedKeys) > 0 {
+		fail(authorizeKeys(root, o.user, cfg.SSHAuthorizedKeys, o.log))
+	}
+	if cfg.Hostname != "" {
+		fail(setHostname(root, cfg.Hostname, o.log))
+	}
+	for _, k := range sortedKeys(cfg.Rancher.Sysctl) {
+		fail(setSysctl(root, k, cfg.Rancher.Sysctl[k], o.log))
+	}
+	fail(RunCommands(ctx, cfg.Runcmd, WithLogger(o.log)))
+	return errors.Join(errs...)
+}
+
+// RunCommands runs runcmd or bootcmd entries in order: a shell line with
+// `sh -c`, an argv directly, an empty entry not at all. A failing command
+// is logged and the rest still run.
+func RunCommands(ctx context.Context, cmds []Command, opts ...ExecOption) error {
+	o := execOptions{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs []error
+	for i, c := range cmds {
+		var cmd *exec.Cmd
+		switch {
+		case c.Shell != "":
+			cmd = exec.CommandContext(ctx, "sh", "-c", c.Shell)
+		case len(c.Argv) > 0:
+			cmd = exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+		default:
+			continue
+		}
+		out, err := cmd.CombinedOutput()
+		o.log.Info("run command", "index", i, "cmd", cmd.String(), "output", strings.TrimSpace(string(out)))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("run %s: %w", cmd, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DecodeContent returns a write_files entry's bytes after its encoding.
+func DecodeContent(f WriteFile) ([]byte, error) {
+	data := []byte(f.Content)
+	enc := f.Encoding
+	if strings.Contains(enc, "b64") || strings.Contains(enc, "base64") {
+		d, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(f.Content), ""))
+		if err != nil {
+			return nil, fmt.Errorf("decode %s content of %s: %w", enc, f.Path, err)
+		}
+		data = d
+	}
+	if strings.HasPrefix(enc, "gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("gunzip content of %s: %w", f.Path, err)
+		}
+		d, err := io.ReadAll(io.LimitReader(zr, maxUserData+1))
+		if err != nil {
+			return nil, fmt.Errorf("gunzip content of %s: %w", f.Path, err)
+		}
+		if len(d) > maxUserData {
+			return nil, fmt.Errorf("gunzip content of %s: more than %d bytes", f.Path, maxUserData)
+		}
+		data = d
+	}
+	return data, nil
+}
+
+func writeFile(ctx context.Context, root string, f WriteFile, o *execOptions) error {
+	data, err := DecodeContent(f)
+	if err != nil {
+		return err
+	}
+	if f.Container != "" {
+		if o.container == nil {
+			o.log.Warn("write_files: no way to reach a container's filesystem yet; skipped", "path", f.Path, "container", f.Container)
+			return nil
+		}
+		if err := o.container(ctx, f, data); err != nil {
+			return fmt.Errorf("write %s into %s: %w", f.Path, f.Container, err)
+		}
+		return nil
+	}
+	perm := os.FileMode(0o644)
+	if f.Permissions != "" {
+		p, err := strconv.ParseUint(f.Permissions, 8, 32)
+		if err != nil {
+			return fmt.Errorf("write %s: permissions %q: %w", f.Path, f.Permissions, err)
+		}
+		perm = os.FileMode(p)
+	}
+	path := filepath.Join(root, f.Path)
+	if err := atomicfile.Write(path, data, perm.Perm()); err != nil {
+		return err
+	}
+	// Chmod again for setuid/setgid/sticky bits, which the write does not set.
+	if perm&^0o777 != 0 {
+		if err := os.Chmod(path, fileMode(perm)); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	if f.Owner != "" {
+		if err := chown(root, path, f.Owner); err != nil {
+			return err
+		}
+	}
+	o.log.Info("wrote file", "path", f.Path, "bytes", len(data), "mode", fmt.Sprintf("%04o", perm))
+	return nil
+}
+
+// fileMode maps the octal 4000/2000/1000 bits onto Go's mode bits.
+func fileMode(p os.FileMode) os.FileMode {
+	m := p & 0o777
+	if p&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if p&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if p&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// chown sets owner "user[:group]" (names from root's /etc/passwd and
+// /etc/group, or numbers). Without the privilege to chown it is a no-op
+// when the file already has that owner, else an error.
+func chown(root, path, owner string) error {
+	user, group, _ := strings.Cut(owner, ":")
+	uid, gid, err := lookupUser(root, user)
+	if err != nil {
+		return fmt.Errorf("chown %s to %s: %w", path, owner, err)
+	}
+	if group != "" {
+		if gid, err = lookupGroup(root, group); err != nil {
+			return fmt.Errorf("chown %s to %s: %w", path, owner, err)
+		}
+	}
+	if err := os.Lchown(path, uid, gid); err != nil {
+		if fi, serr := os.Stat(path); serr == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+				return nil
+			}
+		}
+		return fmt.Errorf("chown %s to %s: %w", path, owner, err)
+	}
+	return nil
+}
+
+// lookupUser finds a user's uid and primary gid in root/etc/passwd; a
+// number is taken as it is (gid then equal to it).
+func lookupUser(root, name string) (int, int, error) {
+	if n, err := strconv.Atoi(name); err == nil {
+		return n, n, nil
+	}
+	var uid, gid = -1, -1
+	err := scanDB(filepath.Join(root, "etc/passwd"), func(f []string) bool {
+		if len(f) >= 4 && f[0] == name {
+			u, err1 := strconv.Atoi(f[2])
+			g, err2 := strconv.Atoi(f[3])
+			if err1 == nil && err2 == nil {
+				uid, gid = u, g
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if uid < 0 {
+		if name == "root" {
+			return 0, 0, nil
+		}
+		return 0, 0, fmt.Errorf("no user %q in /etc/passwd", name)
+	}
+	return uid, gid, nil
+}
+
+func lookupGroup(root, name string) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil {
+		return n, nil
+	}
+	gid := -1
+	err := scanDB(filepath.Join(root, "etc/group"), func(f []string) bool {
+		if len(f) >= 3 && f[0] == name {
+			if g, err := strconv.Atoi(f[2]); err == nil {
+				gid = g
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return 0, err
+	}
+	if gid < 0 {
+		if name == "root" {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("no group %q in /etc/group", name)
+	}
+	return gid, nil
+}
+
+// scanDB calls match with the colon-separated fields of each line of a
+// passwd-style file until it returns true. A missing file matches nothing.
+func scanDB(path string, match func([]string) bool) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if match(strings.Split(s.Text(), ":")) {
+			return nil
+		}
+	}
+	return s.Err()
+}
+
+// authorizeKeys adds keys to ~user/.ssh/authorized_keys, keeping the keys
+// already there.
+func authorizeKeys(root, user string, keys []string, log *slog.Logger) error {
+	home := filepath.Join("/home", user)
+	uid, gid, uerr := lookupUser(root, user)
+	_ = scanDB(filepath.Join(root, "etc/passwd"), func(f []string) bool {
+		if len(f) >= 6 && f[0] == user && f[5] != "" {
+			home = f[5]
+			return true
+		}
+		return false
+	})
+	dir := filepath.Join(root, home, ".ssh")
+	path := filepath.Join(dir, "authorized_keys")
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(old), "\n"), "\n")
+	have := map[string]bool{}
+	var out []string
+	for _, l := range lines {
+		if l != "" {
+			have[l] = true
+			out = append(out, l)
+		}
+	}
+	added := 0
+	for _, k := range keys {
+		k = strings.TrimSpace(k)
+		if k != "" && !have[k] {
+			have[k] = true
+			out = append(out, k)
+			added++
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("authorize ssh keys: %w", err)
+	}
+	if err := atomicfile.Write(path, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("authorize ssh keys: %w", err)
+	}
+	if uerr == nil && os.Geteuid() == 0 {
+		for _, p := range []string{dir, path} {
+			if err := os.Lchown(p, uid, gid); err != nil {
+				return fmt.Errorf("authorize ssh keys: %w", err)
+			}
+		}
+	}
+	log.Info("authorized ssh keys", "path", filepath.Join(home, ".ssh/authorized_keys"), "added", added, "total", len(out))
+	return nil
+}
+
+func setHostname(root, name string, log *slog.Logger) error {
+	if err := atomicfile.Write(filepath.Join(root, "etc/hostname"), []byte(name+"\n"), 0o644); err != nil {
+		return fmt.Errorf("set hostname: %w", err)
+	}
+	if filepath.Clean(root) == "/" {
+		if err := syscall.Sethostname([]byte(name)); err != nil {
+			return fmt.Errorf("set hostname %s: %w", name, err)
+		}
+	}
+	log.Info("set hostname", "hostname", name)
+	return nil
+}
+
+func setSysctl(root, key, value string, log *slog.Logger) error {
+	if strings.Contains(key, "..") || strings.HasPrefix(key, "/") {
+		return fmt.Errorf("sysctl %s: not a sysctl name", key)
+	}
+	path := filepath.Join(root, "proc/sys", strings.ReplaceAll(key, ".", "/"))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	_, werr := f.WriteString(value)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	log.Info("set sysctl", "key", key, "value", value)
+	return nil
+}

@@ -1,0 +1,123 @@
+package cloudinit
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExecute(t *testing.T) {
+	root := t.TempDir()
+	uid, gid := os.Getuid(), os.Getgid()
+	writeTestFile(t, filepath.Join(root, "etc/passwd"), fmt.Sprintf("root:x:0:0::/root:/bin/sh\nrancher:x:%d:%d::/home/rancher:/bin/sh\n", uid, gid))
+	writeTestFile(t, filepath.Join(root, "etc/group"), fmt.Sprintf("root:x:0:\nrancher:x:%d:\n", gid))
+	writeTestFile(t, filepath.Join(root, "home/rancher/.ssh/authorized_keys"), "ssh-ed25519 OLD old@key\n")
+	writeTestFile(t, filepath.Join(root, "proc/sys/kernel/domainname"), "(none)\n")
+
+	var gzb bytes.Buffer
+	zw := gzip.NewWriter(&gzb)
+	zw.Write([]byte("zipped\n"))
+	zw.Close()
+	gzb64 := base64.StdEncoding.EncodeToString(gzb.Bytes())
+
+	out := filepath.Join(root, "out")
+	user := fmt.Sprintf("#cloud-config\nhostname: exec-node\nssh_authorized_keys:\n  - ssh-ed25519 OLD old@key\n  - ssh-ed25519 NEW new@key\n"+
+		"write_files:\n"+
+		"  - path: /etc/plain\n    content: |\n      hello\n    permissions: \"0755\"\n    owner: rancher:rancher\n"+
+		"  - path: /etc/b64\n    encoding: b64\n    content: aGk=\n"+
+		"  - path: /etc/gz\n    encoding: gzip+base64\n    content: %s\n"+
+		"  - path: /etc/in-console\n    container: console\n    content: c\n"+
+		"rancher:\n  sysctl:\n    kernel.domainname: test\n    no.such.key: 1\n"+
+		"runcmd:\n  - []\n  - echo shell > %s-shell\n  - [touch, %s-argv]\n  - [false]\n", gzb64, out, out)
+	cfg, rep, err := Parse("user-data", []byte(user))
+	if err != nil || rep.HasErrors() {
+		t.Fatalf("Parse: %v\n%s", err, rep)
+	}
+	var logs bytes.Buffer
+	var hooked []string
+	err = Execute(context.Background(), cfg, root,
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		WithContainerFiles(func(_ context.Context, f WriteFile, data []byte) error {
+			hooked = append(hooked, f.Container+":"+f.Path+"="+string(data))
+			return nil
+		}))
+	if err == nil {
+		t.Error("Execute = nil, want the errors of the missing sysctl and `false`")
+	} else {
+		for _, want := range []string{"no/such/key", "false"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Execute error %q lacks %q", err, want)
+			}
+		}
+	}
+	files := []struct{ path, want string }{
+		{"etc/plain", "hello\n"},
+		{"etc/b64", "hi"},
+		{"etc/gz", "zipped\n"},
+		{"etc/hostname", "exec-node\n"},
+		{"home/rancher/.ssh/authorized_keys", "ssh-ed25519 OLD old@key\nssh-ed25519 NEW new@key\n"},
+		{"proc/sys/kernel/domainname", "test"},
+		{"out-shell", "shell\n"},
+		{"out-argv", ""},
+	}
+	for _, f := range files {
+		got, err := os.ReadFile(filepath.Join(root, f.path))
+		if err != nil || string(got) != f.want {
+			t.Errorf("%s = %q, %v; want %q", f.path, got, err, f.want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/plain")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("etc/plain mode = %v, %v; want 0755", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "home/rancher/.ssh/authorized_keys")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("authorized_keys mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	if len(hooked) != 1 || hooked[0] != "console:/etc/in-console=c" {
+		t.Errorf("container hook got %v", hooked)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/in-console")); err == nil {
+		t.Error("a container: entry was written to the host")
+	}
+}
+
+func TestExecuteContainerFileWithoutHook(t *testing.T) {
+	root := t.TempDir()
+	cfg := &Config{WriteFiles: []WriteFile{{Path: "/x", Container: "ntp", Content: "c"}}}
+	var logs bytes.Buffer
+	if err := Execute(context.Background(), cfg, root, WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if !strings.Contains(logs.String(), "skipped") {
+		t.Errorf("no log line for the skipped entry: %s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "x")); err == nil {
+		t.Error("a container: entry was written to the host")
+	}
+}
+
+func TestRunCommandsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := RunCommands(ctx, []Command{{Shell: "sleep 5"}}, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err == nil {
+		t.Error("RunCommands with a cancelled context = nil, want an error")
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestCloudInitExecute: the argv0 name applies the merged config under --root.
+func TestCloudInitExecute(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "var/lib/rancher/conf/cloud-config.d/boot.yml"),
+		"#cloud-config\nhostname: from-user-data\nwrite_files:\n  - path: /etc/motd\n    content: welcome\nssh_authorized_keys:\n  - ssh-ed25519 AAAA k@x\nruncmd:\n  - [touch, "+filepath.Join(dir, "ran")+"]\n")
+	if code := run("cloud-init-execute", []string{"--root", dir}); code != 0 {
+		t.Fatalf("cloud-init-execute exit %d", code)
+	}
+	for path, want := range map[string]string{
+		"etc/hostname":                      "from-user-data\n",
+		"etc/motd":                          "welcome",
+		"home/rancher/.ssh/authorized_keys": "ssh-ed25519 AAAA k@x\n",
+		"ran":                               "",
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, path))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", path, got, err, want)
+		}
+	}
+}

@@ -38,6 +38,7 @@ type State struct {
 	hostname string
 	dns      []string
 	search   []string
+	saved    []byte // the status last saved, without its time
 }
 
 // Plan returns what Apply resolved the config to.
@@ -134,6 +135,7 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 		prev.mu.Unlock()
 	}
 	var errs []error
+	t0 := time.Now()
 	if err := o.runCommands(ctx, "pre_cmds", cfg.PreCmds); err != nil {
 		errs = append(errs, err)
 	}
@@ -158,7 +160,9 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 			delete(s.leases, name)
 		}
 	}
+	o.log.Debug("links configured", "took", time.Since(t0))
 	errs = append(errs, s.dhcpAll(ctx, plan)...)
+	o.log.Debug("dhcp done", "took", time.Since(t0))
 	for _, lp := range plan.Links {
 		if err := o.runCommands(ctx, "post_up", lp.PostUp, "IFACE="+lp.Name); err != nil {
 			errs = append(errs, err)
@@ -167,6 +171,7 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 	if err := s.writeFiles(); err != nil {
 		errs = append(errs, err)
 	}
+	o.log.Debug("files written", "took", time.Since(t0))
 	if err := o.runCommands(ctx, "post_cmds", cfg.PostCmds); err != nil {
 		errs = append(errs, err)
 	}

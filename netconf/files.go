@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -86,7 +87,7 @@ func writeResolvConf(root string, ns, search []string) error {
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		os.Remove(p)
 	}
-	if err := atomicfile.Write(p, resolvConf(ns, search), 0o644); err != nil {
+	if err := writeIfChanged(p, resolvConf(ns, search)); err != nil {
 		return fmt.Errorf("write resolv.conf: %w", err)
 	}
 	return nil
@@ -110,10 +111,10 @@ func writeHostname(root, host string) error {
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		return fmt.Errorf("write hostname: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(root, "etc/hostname"), []byte(host+"\n"), 0o644); err != nil {
+	if err := writeIfChanged(filepath.Join(root, "etc/hostname"), []byte(host+"\n")); err != nil {
 		return fmt.Errorf("write hostname: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(root, "etc/hosts"), hostsFile(host), 0o644); err != nil {
+	if err := writeIfChanged(filepath.Join(root, "etc/hosts"), hostsFile(host)); err != nil {
 		return fmt.Errorf("write hosts: %w", err)
 	}
 	if isRootSlash(root) {
@@ -124,11 +125,33 @@ func writeHostname(root, host string) error {
 	return nil
 }
 
+// writeIfChanged writes data atomically to p unless p already holds it:
+// an unchanged apply costs no fsync.
+func writeIfChanged(p string, data []byte) error {
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return atomicfile.Write(p, data, 0o644)
+}
+
+// saveStatus records the state for `ros netconf status`, unless nothing
+// but the time changed since this State last saved it.
 func (s *State) saveStatus() error {
-	st := Status{Updated: time.Now().UTC(), Plan: s.plan, Leases: s.Leases()}
+	st := Status{Plan: s.plan, Leases: s.Leases()}
 	s.mu.Lock()
 	st.Nameservers, st.Search, st.Hostname = s.dns, s.search, s.hostname
 	s.mu.Unlock()
+	same, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode network status: %w", err)
+	}
+	s.mu.Lock()
+	unchanged := bytes.Equal(same, s.saved)
+	s.mu.Unlock()
+	if unchanged {
+		return nil
+	}
+	st.Updated = time.Now().UTC()
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode network status: %w", err)
@@ -140,6 +163,9 @@ func (s *State) saveStatus() error {
 	if err := atomicfile.Write(p, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save network status: %w", err)
 	}
+	s.mu.Lock()
+	s.saved = same
+	s.mu.Unlock()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/datasources/cmdline"
 	"github.com/berthos/berth/datasources/configdrive"
 	"github.com/berthos/berth/datasources/ec2"
@@ -214,4 +215,31 @@ func (c *config) build(list []string) ([]source.Datasource, error) {
 func kindOf(name string) string {
 	k, _, _ := strings.Cut(name, ":")
 	return k
+}
+
+// ConfigOptions turns `rancher.cloud_init` into run options: the budget
+// (timeout, seconds) and whether EC2 may fall back to IMDSv1.
+func ConfigOptions(ci cloudinit.CloudInit) []Option {
+	var o []Option
+	if ci.Timeout > 0 {
+		o = append(o, WithBudget(time.Duration(ci.Timeout)*time.Second))
+	}
+	if ci.EC2.IMDSv1 != nil {
+		o = append(o, WithIMDSv1(*ci.EC2.IMDSv1))
+	}
+	return o
+}
+
+// NeedsNetwork reports whether any source the list names (`*` counting as
+// every network source) needs the network, so the boot knows whether to
+// bring up a temporary lease before Run.
+func NeedsNetwork(list []string) bool {
+	for _, e := range list {
+		switch kindOf(strings.TrimSpace(e)) {
+		case "*", "ec2", "gce", "openstack", "url", "cmdline":
+			// cmdline may name a cloud-config-url.
+			return true
+		}
+	}
+	return false
 }

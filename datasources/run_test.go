@@ -257,3 +257,73 @@ func TestExpandAndSources(t *testing.T) {
 		t.Errorf("Sources([digitalocean]) = %v, want an error naming it", err)
 	}
 }
+
+func TestNeedsNetworkAndConfigOptions(t *testing.T) {
+	for _, tt := range []struct {
+		list []string
+		want bool
+	}{
+		{[]string{"configdrive:/dev/sr0", "file:/x"}, false},
+		{[]string{"configdrive", "ec2"}, true},
+		{[]string{"*"}, true},
+		{[]string{"url:http://192.0.2.1/"}, true},
+	} {
+		if got := NeedsNetwork(tt.list); got != tt.want {
+			t.Errorf("NeedsNetwork(%q) = %v, want %v", tt.list, got, tt.want)
+		}
+	}
+	no := false
+	c := newConfig(ConfigOptions(cloudinit.CloudInit{Timeout: 7, EC2: cloudinit.EC2{IMDSv1: &no}}))
+	if c.budget != 7*time.Second || c.imdsv1 {
+		t.Errorf("ConfigOptions: budget %s imdsv1 %v, want 7s false", c.budget, c.imdsv1)
+	}
+}
+
+func TestDecisionRecordContent(t *testing.T) {
+	srcs := []source.Datasource{
+		&stub{name: "ec2", needs: source.Network, err: errors.New("HTTP 403")},
+		&stub{name: "gce", needs: source.Network},
+		&stub{name: "configdrive", needs: source.Local},
+	}
+	d, err := Run(context.Background(), nil, WithSources(srcs...), WithPlatform(Platform{Cloud: "ec2", CloudWhy: "DMI"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := Save(root, d); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadDecision(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Record{
+		{Name: "ec2", Needs: "network", Plausible: true, Outcome: Failed, Error: "HTTP 403"},
+		{Name: "gce", Needs: "network", Plausible: false, Outcome: Skipped},
+		{Name: "configdrive", Needs: "local", Plausible: true, Outcome: Used},
+	}
+	opt := cmp.FilterPath(func(p cmp.Path) bool {
+		f := p.Last().String()
+		return f == ".Start" || f == ".End" || f == ".Took" || f == ".Why"
+	}, cmp.Ignore())
+	if diff := cmp.Diff(want, got.Sources, opt); diff != "" {
+		t.Errorf("saved record (-want +got):\n%s", diff)
+	}
+	for _, r := range got.Sources {
+		if r.Why == "" {
+			t.Errorf("%s: no reason recorded", r.Name)
+		}
+		if r.Plausible && (r.Start.IsZero() || r.End.Before(r.Start)) {
+			t.Errorf("%s: start %v end %v", r.Name, r.Start, r.End)
+		}
+	}
+	if got.Chosen != "configdrive" || got.InstanceID != "i-configdrive" {
+		t.Errorf("chosen %q instance %q", got.Chosen, got.InstanceID)
+	}
+	ex := got.Explain()
+	for _, w := range []string{"platform: ec2", "gce", "skipped", "HTTP 403", "used: configdrive"} {
+		if !strings.Contains(ex, w) {
+			t.Errorf("Explain lacks %q:\n%s", w, ex)
+		}
+	}
+}

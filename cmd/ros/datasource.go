@@ -89,30 +89,22 @@ used and why, and saves its user-data and metadata under /var/lib/rancher/conf
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := []datasources.Option{datasources.WithRoot(g.root)}
-			cfgBudget := 0
-			if len(list) == 0 || !cmd.Flags().Changed("budget") {
-				cfg, _, err := cloudinit.Load(g.root)
-				switch {
-				case err != nil && len(list) == 0:
-					return fmt.Errorf("datasource fetch: read config (or give --datasources): %w", err)
-				case err == nil && cfg != nil:
-					if len(list) == 0 {
-						list = cfg.Rancher.CloudInit.Datasources
-					}
-					cfgBudget = cfg.Rancher.CloudInit.Timeout
-					if v := cfg.Rancher.CloudInit.EC2.IMDSv1; v != nil {
-						opts = append(opts, datasources.WithIMDSv1(*v))
-					}
+			cfg, _, err := cloudinit.Load(g.root)
+			switch {
+			case err != nil && len(list) == 0:
+				return fmt.Errorf("datasource fetch: read config (or give --datasources): %w", err)
+			case err == nil && cfg != nil:
+				if len(list) == 0 {
+					list = cfg.Rancher.CloudInit.Datasources
 				}
+				opts = append(opts, datasources.ConfigOptions(cfg.Rancher.CloudInit)...)
 			}
 			if len(list) == 0 {
 				return fmt.Errorf("datasource fetch: no datasources configured (rancher.cloud_init.datasources or --datasources)")
 			}
-			switch {
-			case cmd.Flags().Changed("budget"):
+			if cmd.Flags().Changed("budget") {
+				// Later options win over the config's.
 				opts = append(opts, datasources.WithBudget(budget))
-			case cfgBudget > 0:
-				opts = append(opts, datasources.WithBudget(time.Duration(cfgBudget)*time.Second))
 			}
 			if sourceTimeout > 0 {
 				opts = append(opts, datasources.WithSourceTimeout(sourceTimeout))

@@ -50,7 +50,8 @@ func WithSSHUser(name string) ExecOption {
 // Execute applies the parts of cfg that are files and commands, under
 // root ("/" on a machine): write_files, ssh_authorized_keys into
 // ~rancher/.ssh/authorized_keys, the hostname (/etc/hostname, and the
-// kernel's when root is "/"), rancher.sysctl, then runcmd. A step that
+// kernel's when root is "/"), rancher.sysctl, runcmd, then the user-data
+// script saved at ScriptPath. A step that
 // fails is logged and the rest still run; the error joins every failure.
 func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) error {
 	o := execOptions{log: slog.Default(), user: "rancher"}
@@ -77,7 +78,25 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 		fail(setSysctl(root, k, cfg.Rancher.Sysctl[k], o.log))
 	}
 	fail(RunCommands(ctx, cfg.Runcmd, WithLogger(o.log)))
+	fail(runScript(ctx, filepath.Join(root, ScriptPath), o.log))
 	return errors.Join(errs...)
+}
+
+// ScriptPath is where the `#!` script of the user-data is saved; Execute
+// runs it last, as RancherOS did.
+const ScriptPath = "/var/lib/rancher/conf/cloud-config-script"
+
+func runScript(ctx context.Context, path string, log *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, path)
+	out, err := cmd.CombinedOutput()
+	log.Info("ran user-data script", "path", path, "output", strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("run user-data script %s: %w", path, err)
+	}
+	return nil
 }
 
 // RunCommands runs runcmd or bootcmd entries in order: a shell line with

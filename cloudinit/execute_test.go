@@ -21,6 +21,10 @@ func TestExecute(t *testing.T) {
 	writeTestFile(t, filepath.Join(root, "etc/group"), fmt.Sprintf("root:x:0:\nrancher:x:%d:\n", gid))
 	writeTestFile(t, filepath.Join(root, "home/rancher/.ssh/authorized_keys"), "ssh-ed25519 OLD old@key\n")
 	writeTestFile(t, filepath.Join(root, "proc/sys/kernel/domainname"), "(none)\n")
+	writeTestFile(t, filepath.Join(root, ScriptPath), "#!/bin/sh\necho script > "+filepath.Join(root, "out-script")+"\n")
+	if err := os.Chmod(filepath.Join(root, ScriptPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	var gzb bytes.Buffer
 	zw := gzip.NewWriter(&gzb)
@@ -67,6 +71,7 @@ func TestExecute(t *testing.T) {
 		{"proc/sys/kernel/domainname", "test"},
 		{"out-shell", "shell\n"},
 		{"out-argv", ""},
+		{"out-script", "script\n"},
 	}
 	for _, f := range files {
 		got, err := os.ReadFile(filepath.Join(root, f.path))

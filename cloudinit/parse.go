@@ -232,14 +232,25 @@ func check(source string, root *yaml.Node) (*Config, *Report) {
 	cfg := &Config{}
 	d := &decoder{source: source, rep: rep}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), nil)
-	probs := cfg.validate()
-	if len(probs) > 0 {
+	// Dropping a bad key can make another invalid (a bond slave dropped
+	// leaves its bond's options alone): validate again, a few rounds.
+	for round := 0; round < 4; round++ {
+		probs := cfg.validate()
+		if len(probs) == 0 {
+			break
+		}
 		// A problem's node, or when the value came from another form (a
 		// KEY=VALUE list for a map) its nearest ancestor in the document.
 		at := make([]keyPath, len(probs))
 		for i, pr := range probs {
 			p := pr.path
-			n, _, _ := lookup(root, p)
+			if pr.drop != nil {
+				p = pr.drop
+			}
+			n, _, _ := lookup(root, pr.path)
+			if n == nil {
+				n, _, _ = lookup(root, p)
+			}
 			for n == nil && len(p) > 0 {
 				p = p[:len(p)-1]
 				n, _, _ = lookup(root, p)
@@ -250,17 +261,40 @@ func check(source string, root *yaml.Node) (*Config, *Report) {
 			at[i] = p
 			rep.add(true, source, n, pr.path.String(), "%s", pr.msg)
 		}
-		removed := map[string]bool{}
-		for i := len(probs) - 1; i >= 0; i-- {
-			if k := strings.Join(at[i], "\x00"); !removed[k] {
-				removed[k] = true
-				remove(root, at[i])
+		// Find every node first, then remove by identity, so that removing
+		// one list item does not shift the index of another.
+		type target struct{ node, parent *yaml.Node }
+		var targets []target
+		for _, p := range at {
+			if n, parent, _ := lookup(root, p); n != nil && parent != nil {
+				targets = append(targets, target{n, parent})
 			}
+		}
+		for _, t := range targets {
+			removeChild(t.parent, t.node)
 		}
 		cfg = decodeQuiet(root)
 	}
 	rep.sort()
 	return cfg, rep
+}
+
+// removeChild removes the value node n (with its key, in a mapping) from
+// parent, if it is still there.
+func removeChild(parent, n *yaml.Node) {
+	for i, c := range parent.Content {
+		if c != n {
+			continue
+		}
+		if parent.Kind == yaml.MappingNode {
+			if i%2 == 1 {
+				parent.Content = append(parent.Content[:i-1:i-1], parent.Content[i+1:]...)
+			}
+			return
+		}
+		parent.Content = append(parent.Content[:i:i], parent.Content[i+1:]...)
+		return
+	}
 }
 
 // decodeQuiet decodes a tree already checked.

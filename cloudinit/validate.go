@@ -17,6 +17,7 @@ import (
 type problem struct {
 	path keyPath
 	msg  string
+	drop keyPath // what to leave out, when not path itself
 }
 
 type problems []problem
@@ -59,9 +60,10 @@ var permRE = regexp.MustCompile(`^0?[0-7]{3,4}$`)
 
 func (f WriteFile) validate(ps *problems, p keyPath) {
 	if f.Path == "" {
-		ps.add(p.add("path"), "write_files entry needs a path")
+		ps.add(p, "write_files entry needs a path")
 	} else if !strings.HasPrefix(f.Path, "/") {
-		ps.add(p.add("path"), "want an absolute path, got %q", f.Path)
+		// The entry is useless without its path: leave it all out.
+		*ps = append(*ps, problem{path: p.add("path"), msg: fmt.Sprintf("want an absolute path, got %q", f.Path), drop: p})
 	}
 	if !slices.Contains(writeFileEncodings, f.Encoding) {
 		ps.add(p.add("encoding"), "unknown encoding %q (want one of b64, base64, gz, gzip, gz+b64, gzip+base64)", f.Encoding)

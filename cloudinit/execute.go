@@ -24,9 +24,17 @@ import (
 type ExecOption func(*execOptions)
 
 type execOptions struct {
-	log       *slog.Logger
-	container func(ctx context.Context, f WriteFile, data []byte) error
-	user      string
+	log            *slog.Logger
+	container      func(ctx context.Context, f WriteFile, data []byte) error
+	user           string
+	kernelHostname *bool
+}
+
+// WithKernelHostname says whether Execute also sets the kernel's hostname
+// (default: only when root is "/"). A container sharing the host's UTS
+// namespace with the host's / at another root wants true.
+func WithKernelHostname(set bool) ExecOption {
+	return func(o *execOptions) { o.kernelHostname = &set }
 }
 
 // WithLogger sets where Execute logs each step (default slog.Default()).
@@ -72,7 +80,11 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 		fail(authorizeKeys(root, o.user, cfg.SSHAuthorizedKeys, o.log))
 	}
 	if cfg.Hostname != "" {
-		fail(setHostname(root, cfg.Hostname, o.log))
+		kernel := filepath.Clean(root) == "/"
+		if o.kernelHostname != nil {
+			kernel = *o.kernelHostname
+		}
+		fail(setHostname(root, cfg.Hostname, kernel, o.log))
 	}
 	for _, k := range sortedKeys(cfg.Rancher.Sysctl) {
 		fail(setSysctl(root, k, cfg.Rancher.Sysctl[k], o.log))
@@ -366,11 +378,11 @@ func authorizeKeys(root, user string, keys []string, log *slog.Logger) error {
 	return nil
 }
 
-func setHostname(root, name string, log *slog.Logger) error {
+func setHostname(root, name string, kernel bool, log *slog.Logger) error {
 	if err := atomicfile.Write(filepath.Join(root, "etc/hostname"), []byte(name+"\n"), 0o644); err != nil {
 		return fmt.Errorf("set hostname: %w", err)
 	}
-	if filepath.Clean(root) == "/" {
+	if kernel {
 		if err := syscall.Sethostname([]byte(name)); err != nil {
 			return fmt.Errorf("set hostname %s: %w", name, err)
 		}

@@ -13,7 +13,8 @@ import (
 // rancher.sysctl and runcmd of the merged config. The engines run it as a
 // one-shot system service.
 func newCloudInitExecuteCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var kernelHostname bool
+	cmd := &cobra.Command{
 		Use:   "cloud-init-execute",
 		Short: "Apply write_files, ssh_authorized_keys, hostname, sysctl and runcmd of the config",
 		Args:  cobra.NoArgs,
@@ -24,7 +25,13 @@ func newCloudInitExecuteCmd(g *globalFlags) *cobra.Command {
 			}
 			printErrors(cmd.ErrOrStderr(), rep)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			return cloudinit.Execute(cmd.Context(), cfg, g.root, cloudinit.WithLogger(log))
+			opts := []cloudinit.ExecOption{cloudinit.WithLogger(log)}
+			if cmd.Flags().Changed("kernel-hostname") {
+				opts = append(opts, cloudinit.WithKernelHostname(kernelHostname))
+			}
+			return cloudinit.Execute(cmd.Context(), cfg, g.root, opts...)
 		},
 	}
+	cmd.Flags().BoolVar(&kernelHostname, "kernel-hostname", false, "also set the kernel's hostname (default: only when --root is /)")
+	return cmd
 }

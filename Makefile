@@ -46,5 +46,12 @@ run: ## Build the image and boot it in qemu (not yet: the image issue)
 e2e: ## Boot the real image in qemu and test it (not yet: the image issue)
 	@echo "make e2e: not yet; the e2e suite lands with the image issue" >&2; exit 1
 
+.PHONY: fuzz-config bench-config
+fuzz-config: ## Fuzz the config parsers (kernel cmdline, cloud-config, user-data), 60 s each
+	for f in FuzzCmdline FuzzParse FuzzDecodeUserData; do $(GO) test ./cloudinit -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s || exit 1; done
+
+bench-config: ## Benchmark parse + validate + merge of a 500-line cloud-config
+	$(GO) test ./cloudinit -run '^$$' -bench ParseMerge -benchmem
+
 clean: ## Remove build output
 	rm -rf bin out

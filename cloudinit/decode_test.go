@@ -217,3 +217,20 @@ func TestSplitShell(t *testing.T) {
 		}
 	}
 }
+
+// TestManyProblems: thousands of bad items are each reported and dropped
+// without quadratic work (this took seconds before removal was by identity).
+func TestManyProblems(t *testing.T) {
+	const n = 20000
+	in := "rancher:\n  cloud_init:\n    datasources:\n" + strings.Repeat("    - nope\n    - ec2\n", n)
+	cfg, rep, err := Parse("big", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(rep.Errors()); got != n {
+		t.Errorf("errors = %d, want %d", got, n)
+	}
+	if got := len(cfg.Rancher.CloudInit.Datasources); got != n {
+		t.Errorf("datasources kept = %d, want %d", got, n)
+	}
+}

@@ -19,15 +19,23 @@ func mergeNode(dst, src *yaml.Node, depth int) *yaml.Node {
 	if dst == nil || dst.Kind != yaml.MappingNode || src.Kind != yaml.MappingNode {
 		return src
 	}
+	// Index dst's keys (the last of repeats wins, as in mappingValue), so a
+	// merge of big mappings stays linear.
+	index := make(map[string]int, len(dst.Content)/2)
+	for i := 0; i+1 < len(dst.Content); i += 2 {
+		index[dst.Content[i].Value] = i
+	}
 	for i := 0; i+1 < len(src.Content); i += 2 {
 		k, v := src.Content[i], src.Content[i+1]
-		old, idx := mappingValue(dst, k.Value)
-		if old == nil {
+		idx, ok := index[k.Value]
+		if !ok {
 			if !isNull(v) {
+				index[k.Value] = len(dst.Content)
 				dst.Content = append(dst.Content, k, v)
 			}
 			continue
 		}
+		old := dst.Content[idx+1]
 		if depth == 0 && k.Value == "ssh_authorized_keys" {
 			dst.Content[idx+1] = unionKeys(old, v)
 			continue

@@ -14,7 +14,7 @@ import (
 
 // maxNodes bounds a document after alias expansion, so that a small
 // "billion laughs" input cannot exhaust memory.
-const maxNodes = 200000
+const maxNodes = 50000
 
 // ErrSyntax marks a source that is not a YAML mapping at all.
 var ErrSyntax = errors.New("cloud-config syntax")
@@ -262,16 +262,22 @@ func check(source string, root *yaml.Node) (*Config, *Report) {
 			rep.add(true, source, n, pr.path.String(), "%s", pr.msg)
 		}
 		// Find every node first, then remove by identity, so that removing
-		// one list item does not shift the index of another.
-		type target struct{ node, parent *yaml.Node }
-		var targets []target
+		// one list item does not shift the index of another; each parent's
+		// content is rebuilt once.
+		drop := map[*yaml.Node]bool{}
+		var parents []*yaml.Node
+		seen := map[*yaml.Node]bool{}
 		for _, p := range at {
 			if n, parent, _ := lookup(root, p); n != nil && parent != nil {
-				targets = append(targets, target{n, parent})
+				drop[n] = true
+				if !seen[parent] {
+					seen[parent] = true
+					parents = append(parents, parent)
+				}
 			}
 		}
-		for _, t := range targets {
-			removeChild(t.parent, t.node)
+		for _, parent := range parents {
+			removeChildren(parent, drop)
 		}
 		cfg = decodeQuiet(root)
 	}
@@ -279,22 +285,24 @@ func check(source string, root *yaml.Node) (*Config, *Report) {
 	return cfg, rep
 }
 
-// removeChild removes the value node n (with its key, in a mapping) from
-// parent, if it is still there.
-func removeChild(parent, n *yaml.Node) {
-	for i, c := range parent.Content {
-		if c != n {
-			continue
-		}
-		if parent.Kind == yaml.MappingNode {
-			if i%2 == 1 {
-				parent.Content = append(parent.Content[:i-1:i-1], parent.Content[i+1:]...)
+// removeChildren removes the nodes in drop (values, with their keys in a
+// mapping) from parent.
+func removeChildren(parent *yaml.Node, drop map[*yaml.Node]bool) {
+	kept := parent.Content[:0:0]
+	if parent.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(parent.Content); i += 2 {
+			if !drop[parent.Content[i+1]] {
+				kept = append(kept, parent.Content[i], parent.Content[i+1])
 			}
-			return
 		}
-		parent.Content = append(parent.Content[:i:i], parent.Content[i+1:]...)
-		return
+	} else {
+		for _, c := range parent.Content {
+			if !drop[c] {
+				kept = append(kept, c)
+			}
+		}
 	}
+	parent.Content = kept
 }
 
 // decodeQuiet decodes a tree already checked.

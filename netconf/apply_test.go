@@ -432,3 +432,44 @@ func TestHooksRunInOrder(t *testing.T) {
 		t.Errorf("hooks ran as %q, want %q", got, want)
 	}
 }
+
+func TestNewLeaseReplacesOldAndStaticReplacesLease(t *testing.T) {
+	tn := newTestNet(t)
+	tn.veth("eth0", "peer0", "192.0.2.1/24")
+	root := t.TempDir()
+	dhcp := Config{Interfaces: map[string]InterfaceConfig{"eth0": {DHCP: ptr(true)}}}
+	first := tn.startDnsmasq([]string{"peer0,192.0.2.100,192.0.2.100"})
+	st, err := Apply(testCtx(t), dhcp, WithNetns(tn.near), WithRoot(root))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	st.Close()
+	if diff := cmp.Diff([]string{"192.0.2.100/24"}, tn.addrs("eth0")); diff != "" {
+		t.Fatalf("eth0 addresses (-want +got):\n%s", diff)
+	}
+	// Another server with another range, and a new process (no State).
+	first.cmd.Process.Kill()
+	first.cmd.Wait()
+	tn.startDnsmasq([]string{"peer0,192.0.2.200,192.0.2.200"})
+	st, err = Apply(testCtx(t), dhcp, WithNetns(tn.near), WithRoot(root))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	st.Close()
+	if diff := cmp.Diff([]string{"192.0.2.200/24"}, tn.addrs("eth0")); diff != "" {
+		t.Errorf("eth0 addresses after a new lease (-want +got): the old lease must go:\n%s", diff)
+	}
+	// The same link made static, again by a new process: the lease goes.
+	static := Config{Interfaces: map[string]InterfaceConfig{"eth0": {Address: "192.0.2.10/24"}}}
+	st, err = Apply(testCtx(t), static, WithNetns(tn.near), WithRoot(root))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	st.Close()
+	if diff := cmp.Diff([]string{"192.0.2.10/24"}, tn.addrs("eth0")); diff != "" {
+		t.Errorf("eth0 addresses after going static (-want +got): DHCP and static must not both stay:\n%s", diff)
+	}
+	if got := tn.routes("eth0"); len(got) != 0 {
+		t.Errorf("eth0 routes = %v, want the lease's gone", got)
+	}
+}

@@ -226,10 +226,19 @@ func (s *State) applyLease(l netlink.Link, d *dhcpLink, raw *nclient4.Lease) err
 	if err := s.h.AddrReplace(l, na); err != nil {
 		return fmt.Errorf("add leased address %s: %w", p, err)
 	}
-	if old := d.lease; old != nil && old.Address != p {
-		oa := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(old.Address.Addr().AsSlice()), Mask: net.CIDRMask(old.Address.Bits(), 32)}}
-		if err := s.h.AddrDel(l, oa); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("remove old leased address %s: %w", old.Address, err)
+	// Any other IPv4 address with a lifetime is an older lease (of this
+	// State or of an earlier process): the new one replaces it.
+	have, err := s.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range have {
+		if a.ValidLft <= 0 || a.ValidLft >= 0xffffffff || prefixOf(a.IPNet) == p {
+			continue
+		}
+		s.o.log.Info("remove old lease", "link", d.name, "address", prefixOf(a.IPNet))
+		if err := s.h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove old leased address %s: %w", prefixOf(a.IPNet), err)
 		}
 	}
 	if err := s.syncRoutes(l, ls.Routes, protoDHCP, d.metric); err != nil {

@@ -71,6 +71,20 @@ func Parse(source string, data []byte) (*Config, *Report, error) {
 	return cfg, rep, nil
 }
 
+// ParseTree is Parse giving the checked document instead of the Config:
+// aliases expanded, bad keys left out, unknown keys kept. It is what
+// `ros config merge` merges.
+func ParseTree(source string, data []byte) (*yaml.Node, *Report, error) {
+	root, dups, err := parseTree(source, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, rep := check(source, root)
+	rep.Entries = append(dups, rep.Entries...)
+	rep.sort()
+	return root, rep, nil
+}
+
 // parseTree parses data into a plain mapping node (aliases and merge keys
 // expanded, of repeated keys only the last kept). An empty document gives
 // an empty mapping. The entries are warnings about repeated keys.

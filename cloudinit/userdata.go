@@ -183,7 +183,7 @@ func classifyTyped(mt string, body []byte, name string, ud *UserData, trees *[]*
 	case "text/x-shellscript":
 		ud.Scripts = append(ud.Scripts, Script{Name: name, Body: body})
 		return nil
-	case "text/plain", "application/gzip", "application/x-gzip", "multipart/mixed":
+	case "text/plain", "application/gzip", "application/x-gzip":
 		return classify(body, name, ud, trees, depth+1)
 	}
 	return fmt.Errorf("MIME part %s: %w: content type %s (want text/cloud-config or text/x-shellscript)", name, ErrUserDataFormat, mt)

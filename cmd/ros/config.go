@@ -151,7 +151,7 @@ func newConfigMergeCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, rep, err := cloudinit.Parse(source, data)
+			src, rep, err := cloudinit.ParseTree(source, data)
 			if err != nil {
 				return fmt.Errorf("config merge: %w", err)
 			}
@@ -159,12 +159,8 @@ func newConfigMergeCmd(g *globalFlags) *cobra.Command {
 			if rep.HasErrors() {
 				return &exitError{code: 1, err: fmt.Errorf("config merge: %s has errors; nothing merged", source)}
 			}
-			src, err := cloudinit.ReadDocument(source, data)
-			if err != nil {
-				return err
-			}
 			return editLocal(g, func(doc *yaml.Node) error {
-				return cloudinit.MergeInto(doc, src.Content[0])
+				return cloudinit.MergeInto(doc, src)
 			})
 		},
 	}

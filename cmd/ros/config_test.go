@@ -150,7 +150,7 @@ func TestConfigSetRefusesWrongType(t *testing.T) {
 func TestConfigMerge(t *testing.T) {
 	dir := machine(t)
 	in := filepath.Join(t.TempDir(), "in.yml")
-	writeFile(t, in, "rancher:\n  network:\n    dns:\n      nameservers: [192.0.2.53]\nssh_authorized_keys:\n  - ssh-ed25519 BBBB c@d\n")
+	writeFile(t, in, "x-ns: &ns [192.0.2.53]\nrancher:\n  network:\n    dns:\n      nameservers: *ns\nssh_authorized_keys:\n  - ssh-ed25519 BBBB c@d\n")
 	if _, errOut, code := ros(t, "", "--root", dir, "config", "merge", "-i", in); code != 0 {
 		t.Fatalf("merge: exit %d: %s", code, errOut)
 	}
@@ -162,6 +162,11 @@ func TestConfigMerge(t *testing.T) {
 		if out, _, _ := ros(t, "", "--root", dir, "config", "get", key); out != want {
 			t.Errorf("get %s after merge = %q, want %q", key, out, want)
 		}
+	}
+	// Aliases in the input are expanded, so the local file stays valid YAML.
+	local, _ := os.ReadFile(filepath.Join(dir, "var/lib/rancher/conf/cloud-config.yml"))
+	if strings.Contains(string(local), "*ns") {
+		t.Errorf("merge left an alias in the local config:\n%s", local)
 	}
 	// Refused whole when the input has errors.
 	before, _ := os.ReadFile(filepath.Join(dir, "var/lib/rancher/conf/cloud-config.yml"))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/platforms/sysimages"
+	"github.com/moby/moby/client"
 )
 
 const testVersion = "test"
@@ -210,6 +211,13 @@ func startTestDaemon(t *testing.T, e *testEnv) *Daemon {
 	}
 	t.Cleanup(func() {
 		cancel()
+		// Containers whose shell ignores SIGTERM would hold dockerd's
+		// shutdown for their 10 s stop timeout.
+		if l, err := d.Client.ContainerList(context.Background(), client.ContainerListOptions{All: true}); err == nil {
+			for _, c := range l.Items {
+				_, _ = d.Client.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+			}
+		}
 		if err := d.Stop(context.Background(), 10*time.Second); err != nil {
 			t.Logf("stop daemon: %v", err)
 		}

@@ -36,6 +36,20 @@ const (
 	ScopeUser   = "user"
 )
 
+// UserDockerService is the system service that runs User Docker.
+const UserDockerService = "docker"
+
+// ResolveImages replaces ${VERSION} in every spec's image with version
+// (the tag of the OS's image tarballs).
+func ResolveImages(specs []Spec, version string) []Spec {
+	out := make([]Spec, len(specs))
+	for i, s := range specs {
+		s.Service.Image = strings.ReplaceAll(s.Service.Image, "${VERSION}", ImageTag(version))
+		out[i] = s
+	}
+	return out
+}
+
 // Spec is one service as Berth runs it: the definition plus what its
 // io.rancher.os.* labels say.
 type Spec struct {
@@ -94,7 +108,14 @@ func Specs(cfg *cloudinit.Config) []Spec {
 		if svc.Labels[LabelOptional] == "true" && !inc {
 			continue
 		}
-		byName[name] = specOf(name, *svc, cfg.Rancher.Environment)
+		sp := specOf(name, *svc, cfg.Rancher.Environment)
+		if name == UserDockerService && len(sp.Service.Command) == 0 && len(sp.Service.Entrypoint) == 0 {
+			// The user engine's flags come from rancher.docker, so a
+			// change there changes the spec's hash and recreates it.
+			sp.Service.Command = append([]string{"dockerd"}, DockerdArgs(cfg.Rancher.Docker, UserDockerDefaults())...)
+			sp.Service.Environment = append(sp.Service.Environment, cfg.Rancher.Docker.Environment...)
+		}
+		byName[name] = sp
 	}
 	// before: X on A means A comes before X, i.e. X is after A.
 	for name, s := range byName {
@@ -292,4 +313,22 @@ func restartWanted(policy string, exitCode, restarts int) bool {
 	default: // "", "no"
 		return false
 	}
+}
+
+// ImageTag turns a Berth version (possibly a git describe string) into the
+// tag its image tarballs carry; platforms/sysimages tags with the same rule.
+func ImageTag(version string) string {
+	var b strings.Builder
+	for _, r := range version {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "dev"
+	}
+	return b.String()
 }

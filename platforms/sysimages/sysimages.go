@@ -357,7 +357,7 @@ func consoleFiles(ctx context.Context, o *options) ([]File, error) {
 // dockerBinaries are bind-mounted read-only from the OS at run time; the
 // image carries only the libraries they link against.
 func dockerBinaries() []string {
-	return []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc"}
+	return []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc", "/usr/sbin/docker-proxy", "/usr/bin/docker-init"}
 }
 
 func dockerFiles(ctx context.Context, o *options) ([]File, error) {
@@ -378,15 +378,43 @@ func dockerFiles(ctx context.Context, o *options) ([]File, error) {
 			}
 		}
 	}
+	// iptables (nft backend) from the build host's Debian, for the user
+	// engine's NAT and published ports. Its extensions are dlopen()ed, so
+	// ldd does not list them.
+	if _, err := os.Stat(xtablesMulti); err == nil {
+		files = append(files, File{Path: xtablesMulti, Source: xtablesMulti, Mode: 0o755})
+		for _, n := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"} {
+			files = append(files, File{Path: "/usr/sbin/" + n, Link: "xtables-nft-multi"})
+		}
+		libs, err := sharedLibs(ctx, xtablesMulti)
+		if err != nil {
+			return nil, fmt.Errorf("build docker image: %w", err)
+		}
+		for _, l := range libs {
+			if !seen[l.Path] {
+				seen[l.Path] = true
+				files = append(files, l)
+			}
+		}
+		exts, _ := filepath.Glob("/usr/lib/x86_64-linux-gnu/xtables/*.so")
+		for _, e := range exts {
+			files = append(files, File{Path: e, Source: e, Mode: 0o644})
+		}
+	}
 	for _, p := range []string{"/var/lib/docker", "/etc/docker"} {
 		files = append(files, File{Path: p, Dir: true, Mode: 0o711})
 	}
 	return files, nil
 }
 
+const xtablesMulti = "/usr/sbin/xtables-nft-multi"
+
 // sharedLibs returns the shared libraries bin needs (ldd), each at the path
 // the dynamic loader looks for.
 func sharedLibs(ctx context.Context, bin string) ([]File, error) {
+	if requireStatic(bin) == nil {
+		return nil, nil
+	}
 	out, err := exec.CommandContext(ctx, "ldd", bin).Output()
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", bin, err)

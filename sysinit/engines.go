@@ -1,0 +1,332 @@
+package sysinit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/moby/moby/client"
+)
+
+// Paths on the machine (joined onto the root option).
+const (
+	// DefaultImageDir holds the OS's image tarballs in the system image.
+	DefaultImageDir  = "/usr/share/berth/images"
+	systemPreloadDir = "/var/lib/rancher/preload/system-docker"
+	userPreloadDir   = "/var/lib/rancher/preload/docker"
+	defaultSystemLog = "/var/log/system-docker.log"
+	serviceStateFile = "/run/berth/services.json"
+	userStateFile    = "/run/berth/user-services.json"
+	userDockerRunDir = "/var/run/user-docker"
+	imageStampName   = "berth-images.version"
+)
+
+type engineOptions struct {
+	root      string
+	dockerd   string
+	imageDir  string
+	version   string
+	log       *slog.Logger
+	extraArgs []string
+	pingLimit time.Duration
+	backoff   [3]time.Duration
+	userWait  time.Duration
+}
+
+// Option configures StartEngines.
+type Option func(*engineOptions)
+
+// WithRoot puts every state path (image stamp, preload dirs, logs, the
+// service state file, the User Docker socket link) under dir; default "/".
+// The engines' own paths come from the config.
+func WithRoot(dir string) Option { return func(o *engineOptions) { o.root = dir } }
+
+// WithDockerd sets the dockerd binary (default "dockerd" on PATH).
+func WithDockerd(path string) Option { return func(o *engineOptions) { o.dockerd = path } }
+
+// WithImageDir sets where the OS's image tarballs are (default
+// /usr/share/berth/images, not under the root option).
+func WithImageDir(dir string) Option { return func(o *engineOptions) { o.imageDir = dir } }
+
+// WithVersion sets the Berth version: the images' tag and the stamp that
+// makes them load once (default "dev").
+func WithVersion(v string) Option { return func(o *engineOptions) { o.version = v } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *engineOptions) { o.log = l } }
+
+// WithSystemDockerArgs appends flags to System Docker's command line.
+func WithSystemDockerArgs(args ...string) Option {
+	return func(o *engineOptions) { o.extraArgs = append(o.extraArgs, args...) }
+}
+
+// WithPingTimeout bounds how long an engine may take to answer /_ping
+// (default 60 s).
+func WithPingTimeout(d time.Duration) Option { return func(o *engineOptions) { o.pingLimit = d } }
+
+// WithServiceBackoff sets the services' crash-loop backoff (default 1 s
+// doubling to 30 s, reset after 60 s up).
+func WithServiceBackoff(first, limit, reset time.Duration) Option {
+	return func(o *engineOptions) { o.backoff = [3]time.Duration{first, limit, reset} }
+}
+
+// Engines is System Docker, the system services on it, and the
+// user-scope services on User Docker, all kept running by this process.
+type Engines struct {
+	// System is the System Docker daemon.
+	System *Daemon
+	// Services are the system-scope services on System Docker.
+	Services *Services
+	// Started is what the boot's reconcile did.
+	Started ReconcileResult
+	// StartErr joins the services that failed to start at boot.
+	StartErr error
+
+	o      engineOptions
+	cfg    *cloudinit.Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	user *Services
+}
+
+func (o *engineOptions) path(p string) string { return filepath.Join(o.root, p) }
+
+// StartEngines starts System Docker as a child process (flags from
+// rancher.system_docker), loads the OS's images once per version and the
+// preloaded tarballs, reconciles the services of cfg in dependency order
+// and supervises them in goroutines. It returns once the services have
+// been started; it fails only when System Docker cannot start. Service
+// failures are logged, and are in Started and StartErr. User-scope
+// services are reconciled on User Docker in the background once the
+// `docker` service answers.
+func StartEngines(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*Engines, error) {
+	o := engineOptions{
+		root: "/", dockerd: "dockerd", imageDir: DefaultImageDir, version: "dev",
+		log: slog.Default(), pingLimit: 60 * time.Second,
+		backoff:  [3]time.Duration{time.Second, 30 * time.Second, time.Minute},
+		userWait: 2 * time.Minute,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t0 := time.Now()
+	sysCfg := mergeEngine(cfg.Rancher.SystemDocker, SystemDockerDefaults())
+	sock, err := socketPath(sysCfg)
+	if err != nil {
+		return nil, fmt.Errorf("start system docker: %w", err)
+	}
+	logPath := cfg.Rancher.Defaults.SystemDockerLogs
+	if logPath == "" {
+		logPath = defaultSystemLog
+	}
+	// Supervision outlives the boot's context: it ends with Shutdown.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e := &Engines{o: o, cfg: cfg, cancel: cancel}
+	e.System, err = startDaemon(runCtx, daemonConfig{
+		name: "system-docker", bin: o.dockerd,
+		args:    append(DockerdArgs(sysCfg, SystemDockerDefaults()), o.extraArgs...),
+		env:     sysCfg.Environment,
+		logPath: o.path(logPath), socket: sock, execRoot: sysCfg.ExecRoot,
+		log: o.log, pingLimit: o.pingLimit,
+		onRestart: func(ctx context.Context) {
+			// A new dockerd kills the old one's containers: bring the
+			// services back.
+			e.reconcileSystem(ctx)
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	o.log.Info("system docker up", "after", time.Since(t0).Round(time.Millisecond))
+
+	stamp := filepath.Join(sysCfg.DataRoot, imageStampName)
+	if refs, err := LoadOSImages(ctx, e.System.Client, o.imageDir, o.version, stamp); err != nil {
+		o.log.Error("load OS images", "dir", o.imageDir, "err", err)
+	} else if refs != nil {
+		o.log.Info("OS images loaded", "images", refs, "after", time.Since(t0).Round(time.Millisecond))
+	}
+	if refs, err := LoadPreload(ctx, e.System.Client, o.path(systemPreloadDir)); err != nil {
+		o.log.Error("load preloaded images", "dir", systemPreloadDir, "err", err)
+	} else if len(refs) > 0 {
+		o.log.Info("preloaded images loaded", "engine", "system-docker", "images", refs)
+	}
+
+	if err := e.linkUserSocket(); err != nil {
+		o.log.Warn("user docker socket link", "err", err)
+	}
+	e.Services = NewServices("system-docker", e.System.Client,
+		WithServicesLogger(o.log), WithStateFile(o.path(serviceStateFile)),
+		WithBackoff(o.backoff[0], o.backoff[1], o.backoff[2]))
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); e.Services.Supervise(runCtx) }()
+	<-e.Services.Subscribed()
+	e.Started, e.StartErr = e.Services.Reconcile(ctx, e.systemSpecs())
+	o.log.Info("system services started", "started", e.Started.Started, "failed", len(e.Started.Failed), "after", time.Since(t0).Round(time.Millisecond))
+
+	if user := e.userSpecs(); len(user) > 0 || e.hasUserDocker() {
+		e.wg.Add(1)
+		go func() { defer e.wg.Done(); e.startUser(runCtx, user) }()
+	}
+	return e, nil
+}
+
+func (e *Engines) systemSpecs() []Spec {
+	var out []Spec
+	for _, s := range ResolveImages(Specs(e.cfg), e.o.version) {
+		if s.Scope == ScopeSystem {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (e *Engines) userSpecs() []Spec {
+	var out []Spec
+	for _, s := range ResolveImages(Specs(e.cfg), e.o.version) {
+		if s.Scope == ScopeUser {
+			s.After = nil // system services are not on this engine
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (e *Engines) hasUserDocker() bool {
+	for _, s := range e.systemSpecs() {
+		if s.Name == UserDockerService {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engines) reconcileSystem(ctx context.Context) {
+	if _, err := e.Services.Reconcile(ctx, e.systemSpecs()); err != nil {
+		e.o.log.Error("reconcile after engine restart", "err", err)
+	}
+}
+
+// userSocket is User Docker's socket as seen from this process.
+func (e *Engines) userSocket() string {
+	return e.o.path(filepath.Join(userDockerRunDir, "docker.sock"))
+}
+
+// linkUserSocket makes /var/run/docker.sock point at the socket User
+// Docker creates in its own /run (host /var/run/user-docker).
+func (e *Engines) linkUserSocket() error {
+	link := e.o.path("/var/run/docker.sock")
+	if err := os.MkdirAll(e.o.path(userDockerRunDir), 0o755); err != nil {
+		return err
+	}
+	if t, err := os.Readlink(link); err == nil && t == "user-docker/docker.sock" {
+		return nil
+	}
+	_ = os.Remove(link)
+	return os.Symlink("user-docker/docker.sock", link)
+}
+
+// startUser waits for User Docker, loads its preloaded images and
+// reconciles the user-scope services on it.
+func (e *Engines) startUser(ctx context.Context, specs []Spec) {
+	cli, err := NewClient(e.userSocket())
+	if err != nil {
+		e.o.log.Error("user docker", "err", err)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.o.userWait)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(wctx, time.Second)
+		_, err := cli.Ping(pctx, client.PingOptions{})
+		pcancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			e.o.log.Error("user docker did not answer", "socket", e.userSocket(), "err", err)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	e.o.log.Info("user docker up")
+	if refs, err := LoadPreload(ctx, cli, e.o.path(userPreloadDir)); err != nil {
+		e.o.log.Error("load preloaded images", "engine", "docker", "err", err)
+	} else if len(refs) > 0 {
+		e.o.log.Info("preloaded images loaded", "engine", "docker", "images", refs)
+	}
+	if len(specs) == 0 {
+		return
+	}
+	us := NewServices("docker", cli, WithServicesLogger(e.o.log), WithStateFile(e.o.path(userStateFile)),
+		WithBackoff(e.o.backoff[0], e.o.backoff[1], e.o.backoff[2]))
+	e.mu.Lock()
+	e.user = us
+	e.mu.Unlock()
+	go us.Supervise(ctx)
+	<-us.Subscribed()
+	if _, err := us.Reconcile(ctx, specs); err != nil {
+		e.o.log.Error("user services", "err", err)
+	}
+}
+
+// Status returns every service's status, system and user scope.
+func (e *Engines) Status() []ServiceStatus {
+	out := e.Services.Status()
+	e.mu.Lock()
+	u := e.user
+	e.mu.Unlock()
+	if u != nil {
+		out = append(out, u.Status()...)
+	}
+	return out
+}
+
+// Shutdown stops User Docker (the docker service, so its dockerd stops
+// the user's containers), then the other services, then System Docker,
+// all within ctx's deadline (30 s when it has none).
+func (e *Engines) Shutdown(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	e.cancel()
+	var errs []error
+	e.mu.Lock()
+	u := e.user
+	e.mu.Unlock()
+	if u != nil {
+		u.mu.Lock()
+		u.stopping = true
+		u.mu.Unlock()
+	}
+	grace := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave a third of what is left for System Docker itself.
+		if g := time.Until(dl) / 3; g < grace {
+			grace = g
+		}
+	}
+	if err := e.Services.StopAll(ctx, grace, UserDockerService); err != nil {
+		errs = append(errs, err)
+	}
+	rest := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		rest = time.Until(dl)
+	}
+	if err := e.System.Stop(ctx, rest); err != nil {
+		errs = append(errs, err)
+	}
+	e.wg.Wait()
+	return errors.Join(errs...)
+}

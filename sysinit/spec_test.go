@@ -1,0 +1,158 @@
+package sysinit
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/platforms/sysimages"
+	"github.com/google/go-cmp/cmp"
+)
+
+func loadDefaults(t *testing.T) *cloudinit.Config {
+	t.Helper()
+	cfg, _, err := cloudinit.Load(t.TempDir())
+	if err != nil {
+		t.Fatalf("cloudinit.Load(empty root): %v", err)
+	}
+	return cfg
+}
+
+func names(specs []Spec) []string {
+	var out []string
+	for _, s := range specs {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func TestDefaultServices(t *testing.T) {
+	cfg := loadDefaults(t)
+	specs := ResolveImages(Specs(cfg), "v1.0+dirty")
+	ordered, blocked := orderSpecs(specs)
+	if len(blocked) != 0 {
+		t.Fatalf("default services blocked: %v", blocked)
+	}
+	want := []string{"udev", "network", "cloud-init-execute", "console", "docker", "ntp", "syslog"}
+	if diff := cmp.Diff(want, names(ordered)); diff != "" {
+		t.Errorf("default services in start order (-want +got):\n%s", diff)
+	}
+	for _, s := range ordered {
+		if s.Service.Net != "host" {
+			t.Errorf("service %s: net = %q, want host", s.Name, s.Service.Net)
+		}
+		if !strings.HasSuffix(s.Service.Image, ":v1.0_dirty") || !strings.HasPrefix(s.Service.Image, "berth/") {
+			t.Errorf("service %s: image = %q, want a berth/ image tagged v1.0_dirty", s.Name, s.Service.Image)
+		}
+		if _, err := createOptions(s); err != nil {
+			t.Errorf("createOptions(%s): %v", s.Name, err)
+		}
+	}
+	if got := sysimages.Tag("v1.0+dirty"); got != ImageTag("v1.0+dirty") {
+		t.Errorf("sysimages.Tag = %q, ImageTag = %q; they must agree", got, ImageTag("v1.0+dirty"))
+	}
+	byName := map[string]Spec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	if !byName["cloud-init-execute"].OneShot {
+		t.Error("cloud-init-execute is not a one-shot")
+	}
+	if _, ok := byName["acpid"]; ok {
+		t.Error("acpid is enabled by default; it is optional")
+	}
+}
+
+func TestSpecsFromConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*cloudinit.Config)
+		check func(t *testing.T, byName map[string]Spec)
+	}{
+		{"services_include enables an optional service", func(c *cloudinit.Config) {
+			c.Rancher.ServicesInclude = map[string]bool{"acpid": true}
+		}, func(t *testing.T, m map[string]Spec) {
+			if _, ok := m["acpid"]; !ok {
+				t.Error("acpid not enabled by services_include")
+			}
+		}},
+		{"services_include false and rancher.disable disable", func(c *cloudinit.Config) {
+			c.Rancher.ServicesInclude = map[string]bool{"ntp": false}
+			c.Rancher.Disable = []string{"syslog"}
+		}, func(t *testing.T, m map[string]Spec) {
+			for _, n := range []string{"ntp", "syslog"} {
+				if _, ok := m[n]; ok {
+					t.Errorf("%s still enabled", n)
+				}
+			}
+		}},
+		{"rancher.docker renders the user engine's flags", func(c *cloudinit.Config) {
+			c.Rancher.Docker.StorageDriver = "vfs"
+			c.Rancher.Docker.InsecureRegistry = []string{"registry.example:5000"}
+			c.Rancher.Docker.ExtraArgs = []string{"--mtu=1400"}
+			c.Rancher.Docker.Environment = []string{"HTTP_PROXY=http://192.0.2.1:3128"}
+		}, func(t *testing.T, m map[string]Spec) {
+			cmd := strings.Join(m["docker"].Service.Command, " ")
+			for _, want := range []string{"dockerd ", "--host=unix:///var/run/docker.sock", "--storage-driver=vfs", "--insecure-registry=registry.example:5000", "--mtu=1400", "--log-opt=max-size=25m"} {
+				if !strings.Contains(cmd, want) {
+					t.Errorf("docker command %q lacks %q", cmd, want)
+				}
+			}
+			if !contains(m["docker"].Service.Environment, "HTTP_PROXY=http://192.0.2.1:3128") {
+				t.Errorf("docker environment = %v", m["docker"].Service.Environment)
+			}
+		}},
+		{"before folds into after; environment globs", func(c *cloudinit.Config) {
+			c.Rancher.Environment = map[string]string{"PROXY_A": "1", "PROXY_B": "2", "OTHER": "3"}
+			c.Rancher.Services["mine"] = &cloudinit.Service{Image: "x", Net: "host",
+				Environment: []string{"PROXY_*", "OTHER", "MISSING", "K=V"},
+				Labels:      map[string]string{cloudinit.LabelBefore: "network"}}
+		}, func(t *testing.T, m map[string]Spec) {
+			if !contains(m["network"].After, "mine") {
+				t.Errorf("network.After = %v, want mine in it", m["network"].After)
+			}
+			if diff := cmp.Diff([]string{"PROXY_A=1", "PROXY_B=2", "OTHER=3", "K=V"}, m["mine"].Service.Environment); diff != "" {
+				t.Errorf("environment (-want +got):\n%s", diff)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadDefaults(t)
+			tt.edit(cfg)
+			m := map[string]Spec{}
+			for _, s := range Specs(cfg) {
+				m[s.Name] = s
+			}
+			tt.check(t, m)
+		})
+	}
+}
+
+func TestHashChangesWithSpec(t *testing.T) {
+	a := Spec{Name: "x", Service: cloudinit.Service{Image: "i", Command: []string{"a"}}}
+	b := a
+	b.Service.Command = []string{"b"}
+	if a.Hash() == b.Hash() {
+		t.Error("Hash() is the same for different commands")
+	}
+	if a.Hash() != (Spec{Name: "x", Service: cloudinit.Service{Image: "i", Command: []string{"a"}}}).Hash() {
+		t.Error("Hash() differs for equal specs")
+	}
+}
+
+func TestRestartWanted(t *testing.T) {
+	tests := []struct {
+		policy         string
+		code, restarts int
+		want           bool
+	}{
+		{"", 1, 0, false}, {"no", 1, 0, false}, {"always", 0, 9, true}, {"unless-stopped", 0, 0, true},
+		{"on-failure", 0, 0, false}, {"on-failure", 1, 100, true}, {"on-failure:3", 1, 2, true}, {"on-failure:3", 1, 3, false},
+	}
+	for _, tt := range tests {
+		if got := restartWanted(tt.policy, tt.code, tt.restarts); got != tt.want {
+			t.Errorf("restartWanted(%q, %d, %d) = %v, want %v", tt.policy, tt.code, tt.restarts, got, tt.want)
+		}
+	}
+}

@@ -105,7 +105,14 @@ func parseTree(source string, data []byte) (*yaml.Node, []Entry, error) {
 		n = n.Content[0]
 	}
 	x := &expander{budget: maxNodes, source: source}
-	out, err := x.expand(n, 0)
+	var out *yaml.Node
+	var err error
+	if plain(n, 0) {
+		// No aliases or merge keys: the parser's tree is ours to use as it is.
+		out = x.normalize(n)
+	} else {
+		out, err = x.expand(n, 0)
+	}
 	if err != nil {
 		return nil, nil, &SyntaxError{Source: source, Line: n.Line, Column: n.Column, Message: err.Error()}
 	}
@@ -116,6 +123,37 @@ func parseTree(source string, data []byte) (*yaml.Node, []Entry, error) {
 		return nil, nil, &SyntaxError{Source: source, Line: out.Line, Column: out.Column, Message: "the top level must be a mapping, got " + describe(out)}
 	}
 	return out, x.dups, nil
+}
+
+// plain reports whether n has no aliases, merge keys or deep nesting.
+func plain(n *yaml.Node, depth int) bool {
+	if depth > 200 || n.Kind == yaml.AliasNode || (n.Kind == yaml.ScalarNode && n.Tag == "!!merge") {
+		return false
+	}
+	for _, c := range n.Content {
+		if !plain(c, depth+1) {
+			return false
+		}
+	}
+	return true
+}
+
+// normalize does in place what expand does for a plain tree: anchors
+// cleared, untagged scalars made strings, repeated keys dropped.
+func (x *expander) normalize(n *yaml.Node) *yaml.Node {
+	n.Anchor = ""
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "" {
+			n.Tag = "!!str"
+		}
+	case yaml.MappingNode:
+		n.Content = x.dedup(n.Content, 0)
+	}
+	for _, c := range n.Content {
+		x.normalize(c)
+	}
+	return n
 }
 
 // expander copies a tree with aliases resolved and `<<` merge keys

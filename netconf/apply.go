@@ -156,7 +156,7 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 	for name, d := range s.leases {
 		if !wantDHCP[name] {
 			o.log.Info("stop dhcp", "link", name)
-			d.stop()
+			s.stopLease(d)
 			delete(s.leases, name)
 		}
 	}
@@ -336,6 +336,13 @@ func (s *State) configureLink(ctx context.Context, lp LinkPlan) error {
 			if err := s.h.LinkSetMasterByIndex(l, m.Attrs().Index); err != nil {
 				return fmt.Errorf("join %s: %w", lp.Master, err)
 			}
+		}
+	}
+	if lp.Master == "" && a.MasterIndex != 0 && !o.early {
+		// No longer a bond slave or bridge member.
+		o.log.Info("leave master", "link", lp.Name)
+		if err := s.h.LinkSetNoMaster(l); err != nil {
+			return fmt.Errorf("leave master: %w", err)
 		}
 	}
 	if lp.MTU != 0 && a.MTU != lp.MTU {

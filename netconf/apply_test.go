@@ -314,6 +314,18 @@ func TestBridgeWithVethMember(t *testing.T) {
 	if derr != nil {
 		t.Errorf("dial through the bridge: %v", derr)
 	}
+	// Out of the bridge again: eth0 leaves it and takes the address itself.
+	st2, err := Apply(testCtx(t), Config{Interfaces: map[string]InterfaceConfig{"eth0": {Address: "192.0.2.11/24"}}}, WithNetns(tn.near), WithRoot(t.TempDir()))
+	if err != nil {
+		t.Fatalf("second Apply() error: %v", err)
+	}
+	defer st2.Close()
+	if got := tn.link("eth0").Attrs().MasterIndex; got != 0 {
+		t.Errorf("eth0 master index = %d after leaving br0, want 0", got)
+	}
+	if diff := cmp.Diff([]string{"192.0.2.11/24"}, tn.addrs("eth0")); diff != "" {
+		t.Errorf("eth0 addresses (-want +got):\n%s", diff)
+	}
 }
 
 func TestMACMatching(t *testing.T) {

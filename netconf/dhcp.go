@@ -44,13 +44,29 @@ type dhcpLink struct {
 	mu       sync.Mutex
 }
 
-func (d *dhcpLink) stop() {
+// stopLease releases d's lease (best effort) and forgets its client.
+func (s *State) stopLease(d *dhcpLink) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.raw != nil && d.client == nil {
+		if l, err := s.h.LinkByName(d.name); err == nil {
+			d.client, _ = s.newClient(l)
+		}
+	}
 	if d.client != nil {
 		if d.raw != nil {
 			_ = d.client.Release(d.raw)
 		}
+		d.client.Close()
+		d.client = nil
+	}
+}
+
+// closeClient closes d's socket between lease exchanges: an open packet
+// socket sees every IPv4 packet of the link, a cost for the machine's
+// lifetime. Caller holds d.mu.
+func (d *dhcpLink) closeClient() {
+	if d.client != nil {
 		d.client.Close()
 		d.client = nil
 	}
@@ -117,6 +133,7 @@ func (s *State) obtain(ctx context.Context, lp LinkPlan) error {
 			return err
 		}
 	}
+	defer d.closeClient()
 	start := time.Now()
 	// Until the kernel's link watcher marks the link up (carrier, qdisc
 	// active; up to a second after "set up") packets are dropped: a
@@ -363,6 +380,7 @@ func (s *State) refresh(ctx context.Context, d *dhcpLink) error {
 	if d.metric == 0 {
 		d.metric = dhcpMetric(l.Attrs().Index)
 	}
+	defer d.closeClient()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if d.raw != nil {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -226,6 +228,21 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if userDataContainer(data) {
+				// gzip, MIME multipart or a script, as a cloud would get it.
+				ud, err := cloudinit.DecodeUserData(data)
+				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %v\n", source, err)
+					return &exitError{code: 1, err: errors.New("config validate: not valid user-data")}
+				}
+				for _, s := range ud.Scripts {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: script %s (%d bytes) is run as it is; not checked\n", source, s.Name, len(s.Body))
+				}
+				if ud.CloudConfig == nil {
+					return nil
+				}
+				data, source = ud.CloudConfig, source+" (cloud-config)"
+			}
 			_, rep, err := cloudinit.Parse(source, data)
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err)
@@ -242,4 +259,14 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&input, "input", "i", "", "cloud-config file to check (- for stdin)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
+}
+
+// userDataContainer reports whether data is user-data other than a plain
+// cloud-config: gzip, MIME multipart or a `#!` script.
+func userDataContainer(data []byte) bool {
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		return true
+	}
+	head := strings.ToLower(string(bytes.TrimLeft(data[:min(len(data), 64)], " \t\r\n")))
+	return strings.HasPrefix(head, "#!") || strings.HasPrefix(head, "content-type:") || strings.HasPrefix(head, "mime-version:")
 }

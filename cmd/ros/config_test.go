@@ -218,6 +218,11 @@ func TestConfigValidate(t *testing.T) {
 		{"errors", "rancher:\n  network:\n    interfaces:\n      eth0:\n        mtu: abc\n",
 			"stdin:5:14: rancher.network.interfaces.eth0.mtu: want an integer, got \"abc\"\n", 1},
 		{"syntax", "a: [\n", "stdin:1: did not find expected node content\n", 1},
+		{"script", "#!/bin/sh\necho hi\n", "stdin: script user-data (18 bytes) is run as it is; not checked\n", 0},
+		{"mime with a bad cloud-config part", "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\nrancher:\n  debug: maybe\n--B--\n",
+			"stdin (cloud-config):2:10: rancher.debug: want true or false, got \"maybe\"\n", 1},
+		{"mime with an unknown part", "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/x-include-url\n\nhttp://192.0.2.1/\n--B--\n",
+			"stdin: decode user-data: MIME part part-001: unsupported user-data format: content type text/x-include-url (want text/cloud-config or text/x-shellscript)\n", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -381,9 +381,22 @@ func (s *State) configureLink(ctx context.Context, lp LinkPlan) error {
 // global address, except, on a DHCP link, those with a finite lifetime
 // (a lease: the DHCP step replaces it).
 func (s *State) syncAddrs(l netlink.Link, lp LinkPlan) error {
+	have, err := s.h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	permanent := map[netip.Prefix]bool{}
+	for _, a := range have {
+		if a.ValidLft <= 0 || a.ValidLft >= 0xffffffff {
+			permanent[prefixOf(a.IPNet)] = true
+		}
+	}
 	want := map[netip.Prefix]bool{}
 	for _, p := range lp.Addresses {
 		want[p] = true
+		if permanent[p] {
+			continue // there already: no change, no event
+		}
 		ip := net.IP(p.Addr().AsSlice())
 		na := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 		if p.Addr().Is6() {
@@ -396,10 +409,7 @@ func (s *State) syncAddrs(l netlink.Link, lp LinkPlan) error {
 		if err := s.h.AddrReplace(l, na); err != nil {
 			return fmt.Errorf("add address %s: %w", p, err)
 		}
-	}
-	have, err := s.h.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("list addresses: %w", err)
+		s.o.log.Info("add address", "link", lp.Name, "address", p)
 	}
 	var lease netip.Prefix
 	s.mu.Lock()
@@ -440,13 +450,48 @@ func (s *State) syncRoutes(l netlink.Link, want []RoutePlan, proto netlink.Route
 		gw     netip.Addr
 		metric int
 	}
+	have, err := s.h.RouteList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	keyOf := func(r netlink.Route) key {
+		dst := netip.MustParsePrefix("0.0.0.0/0")
+		if r.Family == netlink.FAMILY_V6 {
+			dst = netip.MustParsePrefix("::/0")
+		}
+		if r.Dst != nil {
+			dst = prefixOf(r.Dst)
+		}
+		var gw netip.Addr
+		if r.Gw != nil {
+			gw, _ = netip.AddrFromSlice(r.Gw)
+			gw = gw.Unmap()
+		}
+		return key{dst, gw, r.Priority}
+	}
+	present := map[key]bool{}
+	for _, r := range have {
+		if r.Protocol == proto {
+			present[keyOf(r)] = true
+		}
+	}
 	keep := map[key]bool{}
 	for _, r := range want {
 		m := r.Metric
 		if m == 0 {
 			m = defMetric
 		}
-		keep[key{r.Dst, r.Gw, m}] = true
+		if m == 0 && r.Dst.Addr().Is6() {
+			m = 1024 // the kernel's IPv6 default: compare as it reports it
+		}
+		gw := r.Gw
+		if gw.IsValid() && gw.IsUnspecified() {
+			gw = netip.Addr{}
+		}
+		keep[key{r.Dst, gw, m}] = true
+		if present[key{r.Dst, gw, m}] {
+			continue // there already: no change, no event
+		}
 		nr := &netlink.Route{
 			LinkIndex: idx,
 			Dst:       &net.IPNet{IP: net.IP(r.Dst.Addr().AsSlice()), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())},
@@ -466,33 +511,19 @@ func (s *State) syncRoutes(l netlink.Link, want []RoutePlan, proto netlink.Route
 		if err := s.h.RouteReplace(nr); err != nil {
 			return fmt.Errorf("add route %s via %s: %w", r.Dst, r.Gw, err)
 		}
-	}
-	have, err := s.h.RouteList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("list routes: %w", err)
+		s.o.log.Info("add route", "link", l.Attrs().Name, "dst", r.Dst, "gw", gw, "metric", m)
 	}
 	for _, r := range have {
 		if r.Protocol != proto {
 			continue
 		}
-		dst := netip.MustParsePrefix("0.0.0.0/0")
-		if r.Family == netlink.FAMILY_V6 {
-			dst = netip.MustParsePrefix("::/0")
-		}
-		if r.Dst != nil {
-			dst = prefixOf(r.Dst)
-		}
-		var gw netip.Addr
-		if r.Gw != nil {
-			gw, _ = netip.AddrFromSlice(r.Gw)
-			gw = gw.Unmap()
-		}
-		if keep[key{dst, gw, r.Priority}] || (!gw.IsValid() && keep[key{dst, netip.AddrFrom4([4]byte{}), r.Priority}]) {
+		k := keyOf(r)
+		if keep[k] {
 			continue
 		}
-		s.o.log.Info("remove route", "link", l.Attrs().Name, "dst", dst, "gw", gw)
+		s.o.log.Info("remove route", "link", l.Attrs().Name, "dst", k.dst, "gw", k.gw, "metric", k.metric)
 		if err := s.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("remove route %s: %w", dst, err)
+			return fmt.Errorf("remove route %s: %w", k.dst, err)
 		}
 	}
 	return nil

@@ -185,7 +185,7 @@ func TestSecondApplyChangesNothing(t *testing.T) {
 	root := t.TempDir()
 	cfg := Config{Interfaces: map[string]InterfaceConfig{
 		"eth0": {DHCP: ptr(true)},
-		"eth1": {Addresses: []string{"198.51.100.10/24", "2001:db8::10/64"}, Routes: []Route{{Destination: "203.0.113.0/24", Gateway: "198.51.100.1"}}},
+		"eth1": {Addresses: []string{"198.51.100.10/24", "2001:db8::10/64"}, GatewayIPv6: "2001:db8::1", Routes: []Route{{Destination: "203.0.113.0/24", Gateway: "198.51.100.1"}}},
 	}}
 	snapshot := func() []string {
 		var s []string
@@ -205,11 +205,16 @@ func TestSecondApplyChangesNothing(t *testing.T) {
 	}
 	first := snapshot()
 	discovers := dm.count("DHCPDISCOVER")
+	addrEv, routeEv := tn.watchAddrs(), tn.watchRoutes()
 	st2, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root), WithPrevious(st1))
 	if err != nil {
 		t.Fatalf("second Apply() error: %v", err)
 	}
 	defer st2.Close()
+	// Not even a replace with the same value: the kernel announced nothing.
+	if got := append(addrEv.get(), routeEv.get()...); len(got) != 0 {
+		t.Errorf("second Apply made kernel changes %q, want none", got)
+	}
 	if diff := cmp.Diff(first, snapshot()); diff != "" {
 		t.Errorf("second Apply changed the network (-first +second):\n%s", diff)
 	}
@@ -233,17 +238,26 @@ func TestApplyRemovesWhatIsNoLongerWanted(t *testing.T) {
 	root := t.TempDir()
 	cfg := Config{Interfaces: map[string]InterfaceConfig{
 		"eth0": {Address: "192.0.2.10/24", Addresses: []string{"192.0.2.11/24", "2001:db8::10/64"}, Gateway: "192.0.2.1",
-			Routes: []Route{{Destination: "203.0.113.0/24", Gateway: "192.0.2.254"}}},
+			GatewayIPv6: "2001:db8::1", Routes: []Route{{Destination: "203.0.113.0/24", Gateway: "192.0.2.254"}}},
 	}}
 	st, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root))
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
 	st.Close()
+	wantRoutes := []string{
+		"203.0.113.0/24 via 192.0.2.254 proto 4 metric 0",
+		"default via 192.0.2.1 proto 4 metric 0",
+		"default via 2001:db8::1 proto 4 metric 1024",
+	}
+	if diff := cmp.Diff(wantRoutes, tn.routes("eth0"), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("eth0 routes after first apply (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff([]string{"192.0.2.10/24", "192.0.2.11/24", "2001:db8::10/64"}, tn.addrs("eth0"), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Fatalf("eth0 addresses after first apply (-want +got):\n%s", diff)
 	}
 	cfg.Interfaces["eth0"] = InterfaceConfig{Address: "192.0.2.10/24"}
+	routeEv := tn.watchRoutes()
 	st, err = Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root))
 	if err != nil {
 		t.Fatalf("second Apply() error: %v", err)
@@ -254,6 +268,9 @@ func TestApplyRemovesWhatIsNoLongerWanted(t *testing.T) {
 	}
 	if got := tn.routes("eth0"); len(got) != 0 {
 		t.Errorf("eth0 routes = %v, want the removed gateway and route gone", got)
+	}
+	if got := routeEv.get(); len(got) < 3 {
+		t.Errorf("route events = %q, want at least the 3 removals (the watcher must see changes)", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package netconf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -44,6 +45,28 @@ func (tn *testNet) watchAddrs() *addrEvents {
 			}
 			ev.mu.Lock()
 			ev.events = append(ev.events, sign+prefixOf(&u.LinkAddress).String())
+			ev.mu.Unlock()
+		}
+	}()
+	tn.t.Cleanup(func() { close(done) })
+	return ev
+}
+
+// watchRoutes records route additions and removals in the near namespace.
+func (tn *testNet) watchRoutes() *addrEvents {
+	tn.t.Helper()
+	ch := make(chan netlink.RouteUpdate, 64)
+	done := make(chan struct{})
+	ns := tn.near
+	if err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
+		tn.t.Fatalf("subscribe to route updates: %v", err)
+	}
+	ev := &addrEvents{done: make(chan struct{})}
+	go func() {
+		defer close(ev.done)
+		for u := range ch {
+			ev.mu.Lock()
+			ev.events = append(ev.events, fmt.Sprintf("%d %v via %v", u.Type, u.Dst, u.Gw))
 			ev.mu.Unlock()
 		}
 	}()

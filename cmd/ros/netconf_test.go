@@ -158,8 +158,22 @@ func TestNetconfCommand(t *testing.T) {
 	if !found || rep.Hostname != "cli.example" || len(rep.Nameservers) != 1 || rep.Nameservers[0] != "192.0.2.53" {
 		t.Errorf("status --json = %+v, want eth0 with 192.0.2.10/24, hostname and DNS", rep)
 	}
+	// Without -c: the merged config under --root (here the local cloud-config.yml).
+	os.MkdirAll(filepath.Join(root, "var/lib/rancher/conf"), 0o755)
+	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
+	os.WriteFile(filepath.Join(root, "proc/cmdline"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "var/lib/rancher/conf/cloud-config.yml"), []byte("hostname: cli.example\nrancher:\n  network:\n    dns: {nameservers: [192.0.2.53]}\n    interfaces:\n      eth0: {address: 192.0.2.11/24}\n"), 0o644)
+	if _, stderr, code := ros("ros", "--root", root, "netconf", "apply"); code != 0 {
+		t.Fatalf("apply from the merged config: exit %d: %s", code, stderr)
+	}
+	if got := ipc("-n", ns, "-o", "addr", "show", "dev", "eth0", "scope", "global"); !strings.Contains(got, "192.0.2.11/24") || strings.Contains(got, "192.0.2.10/24") {
+		t.Errorf("after applying the merged config eth0 has %q, want 192.0.2.11/24 only", got)
+	}
+	if got := ipc("-n", ns, "route", "show", "dev", "eth0"); strings.Contains(got, "default") {
+		t.Errorf("routes %q: the gateway no longer configured must be gone", got)
+	}
 	out, _, code = ros("ros", "--root", root, "netconf", "status")
-	for _, want := range []string{"eth0", "192.0.2.10/24", "default", "via 192.0.2.1", "nameserver 192.0.2.53", "HOSTNAME cli.example"} {
+	for _, want := range []string{"eth0", "192.0.2.11/24", "192.0.2.0/24", "proto kernel", "nameserver 192.0.2.53", "HOSTNAME cli.example"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("status (exit %d) = %q, want it to show %q", code, out, want)
 		}

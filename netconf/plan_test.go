@@ -65,6 +65,31 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "bridge true on a glob, bond of itself",
+			cfg:  Config{Interfaces: map[string]InterfaceConfig{"br*": {Bridge: "true"}, "bond0": {Bond: "bond0"}}},
+			want: []Problem{
+				{"interfaces.bond0.bond", "a link cannot be a slave of itself"},
+				{"interfaces.br*.bridge", `bridge: true creates a bridge and needs a single link name as the key, not "br*"`},
+			},
+		},
+		{
+			name: "one name as bond and bridge",
+			cfg:  Config{Interfaces: map[string]InterfaceConfig{"eth0": {Bond: "x0"}, "eth1": {Bridge: "x0"}}},
+			want: []Problem{{"interfaces.eth0.bond", "x0 is a bridge (interfaces.eth1), not a bond"}},
+		},
+		{
+			name: "VLAN names that clash",
+			cfg: Config{Interfaces: map[string]InterfaceConfig{
+				"eth*": {Vlans: "100:mgmt"},
+				"eth0": {Vlans: "200:br0"},
+				"br0":  {Bridge: "true"},
+			}},
+			want: []Problem{
+				{"interfaces.eth*.vlans", `VLAN name "mgmt" on "eth*", which can match several links; use an exact link name`},
+				{"interfaces.eth0.vlans", `VLAN name "br0" is also a bridge`},
+			},
+		},
+		{
 			name: "dhcp on a bond slave",
 			cfg:  Config{Interfaces: map[string]InterfaceConfig{"eth0": {Bond: "bond0", DHCP: ptr(true)}}},
 			want: []Problem{{"interfaces.eth0.dhcp", "a bond slave or bridge member cannot take a DHCP lease; configure its master"}},

@@ -88,9 +88,28 @@ func (c Config) Validate() []Problem {
 	}
 	sort.Strings(keys)
 	bonds := map[string]bool{}
+	bridges := map[string]string{} // bridge name -> key that makes it one
 	for _, k := range keys {
-		if b := c.Interfaces[k].Bond; b != "" {
-			bonds[b] = true
+		ic := c.Interfaces[k]
+		if ic.Bond != "" {
+			bonds[ic.Bond] = true
+		}
+		if isMember(ic) {
+			bridges[ic.Bridge] = k
+		}
+		if ic.Bridge == "true" {
+			bridges[k] = k
+		}
+	}
+	for _, k := range keys {
+		ic := c.Interfaces[k]
+		if by, ok := bridges[ic.Bond]; ok && ic.Bond != "" {
+			add("interfaces."+k+".bond", "%s is a bridge (interfaces.%s), not a bond", ic.Bond, by)
+		}
+		if len(ic.BondOpts) > 0 {
+			if by, ok := bridges[k]; ok {
+				add("interfaces."+k+".bond_opts", "%s is a bridge (interfaces.%s), not a bond", k, by)
+			}
 		}
 	}
 	for _, k := range keys {
@@ -154,6 +173,12 @@ func (c Config) Validate() []Problem {
 		if ic.Bridge != "" && ic.Bridge != "true" && ic.Bridge != "false" && !validLinkName(ic.Bridge) {
 			add(p+".bridge", "%q is neither true nor a link name", ic.Bridge)
 		}
+		if ic.Bridge == "true" && (ic.Match != "" || !isExactName(k)) {
+			add(p+".bridge", "bridge: true creates a bridge and needs a single link name as the key, not %q", m)
+		}
+		if ic.Bond != "" && (ic.Bond == k || ic.Bond == m) {
+			add(p+".bond", "a link cannot be a slave of itself")
+		}
 		if ic.Bond != "" && !validLinkName(ic.Bond) {
 			add(p+".bond", "%q is not a link name", ic.Bond)
 		}
@@ -187,8 +212,20 @@ func (c Config) Validate() []Problem {
 			}
 		}
 		if ic.Vlans != "" {
-			if _, err := parseVlans(ic.Vlans); err != nil {
+			vs, err := parseVlans(ic.Vlans)
+			if err != nil {
 				add(p+".vlans", "%v", err)
+			}
+			for _, v := range vs {
+				switch {
+				case v.Name == "":
+				case !isExactName(m):
+					add(p+".vlans", "VLAN name %q on %q, which can match several links; use an exact link name", v.Name, m)
+				case bonds[v.Name]:
+					add(p+".vlans", "VLAN name %q is also a bond", v.Name)
+				case bridges[v.Name] != "":
+					add(p+".vlans", "VLAN name %q is also a bridge", v.Name)
+				}
 			}
 		}
 		if ic.DHCP != nil && *ic.DHCP && (ic.Bond != "" || (ic.Bridge != "" && ic.Bridge != "true" && ic.Bridge != "false")) {

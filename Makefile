@@ -53,5 +53,9 @@ fuzz-config: ## Fuzz the config parsers (kernel cmdline, cloud-config, user-data
 bench-config: ## Benchmark parse + validate + merge of a 500-line cloud-config
 	$(GO) test ./cloudinit -run '^$$' -bench ParseMerge -benchmem
 
+.PHONY: bench-netconf
+bench-netconf: ## Benchmark apply -> usable address, static and DHCP against dnsmasq (root; netns)
+	$(GO) test -run '^$$' -bench 'Apply' -benchtime 100x ./netconf/
+
 clean: ## Remove build output
 	rm -rf bin out

@@ -153,12 +153,18 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 	}
 	// Leases handed over on links that no longer want DHCP end here; their
 	// addresses went with configureLink.
+	s.mu.Lock()
+	var stop []*dhcpLink
 	for name, d := range s.leases {
 		if !wantDHCP[name] {
-			o.log.Info("stop dhcp", "link", name)
-			s.stopLease(d)
+			stop = append(stop, d)
 			delete(s.leases, name)
 		}
+	}
+	s.mu.Unlock()
+	for _, d := range stop {
+		o.log.Info("stop dhcp", "link", d.name)
+		s.stopLease(d)
 	}
 	o.log.Debug("links configured", "took", time.Since(t0))
 	errs = append(errs, s.dhcpAll(ctx, plan)...)

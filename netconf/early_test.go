@@ -273,3 +273,44 @@ func TestBondAndVLANInKernel(t *testing.T) {
 		t.Errorf("bond0.100 = %+v, want VLAN 100 on bond0", tn.link("bond0.100"))
 	}
 }
+
+func TestRenewalRefusedGetsANewLease(t *testing.T) {
+	tn := newTestNet(t)
+	tn.veth("eth0", "peer0", "192.0.2.1/24")
+	first := tn.startDnsmasq([]string{"peer0,192.0.2.100,192.0.2.100"})
+	root := t.TempDir()
+	st, err := Apply(testCtx(t), Config{}, WithNetns(tn.near), WithRoot(root), withRenewAfter(time.Second))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	defer st.Close()
+	if diff := cmp.Diff([]string{"192.0.2.100/24"}, tn.addrs("eth0")); diff != "" {
+		t.Fatalf("eth0 addresses (-want +got):\n%s", diff)
+	}
+	// The network is renumbered: the new server refuses the old address.
+	first.cmd.Process.Kill()
+	first.cmd.Wait()
+	second := tn.startDnsmasq([]string{"peer0,192.0.2.200,192.0.2.200"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		if ls := st.Leases(); len(ls) == 1 && ls[0].Address.String() == "192.0.2.200/24" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := second.count("DHCPNAK"); n == 0 {
+		t.Errorf("the new server sent no DHCPNAK; the test did not exercise a refused renewal")
+	}
+	if diff := cmp.Diff([]string{"192.0.2.200/24"}, tn.addrs("eth0")); diff != "" {
+		t.Errorf("eth0 addresses after the refused renewal (-want +got):\n%s", diff)
+	}
+	saved, err := LoadStatus(root)
+	if err != nil || len(saved.Leases) != 1 || saved.Leases[0].Address.String() != "192.0.2.200/24" {
+		t.Errorf("saved status = %+v, %v; want the new lease", saved, err)
+	}
+}

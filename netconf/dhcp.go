@@ -319,14 +319,17 @@ func (s *State) keep(ctx context.Context, d *dhcpLink) {
 			}
 		}
 		err := s.refresh(ctx, d)
+		if err == nil {
+			// Even when ctx ends now: the files must show the lease applied.
+			if werr := s.writeFiles(); werr != nil {
+				s.o.log.Warn("write network files", "err", werr)
+			}
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			backoff = 2 * time.Second
-			if werr := s.writeFiles(); werr != nil {
-				s.o.log.Warn("write network files", "err", werr)
-			}
 			continue
 		}
 		s.o.log.Warn("dhcp", "link", d.name, "err", err)

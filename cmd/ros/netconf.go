@@ -116,48 +116,39 @@ func loadNetworkConfig(g *globalFlags, file string) (netconf.Config, string, err
 }
 
 // parseNetworkConfig reads a cloud-config's rancher.network (and
-// hostname), or a bare network config. Unknown keys are errors.
+// hostname), or a bare network config. Unknown keys under the network are
+// errors, reported with their line in b.
 func parseNetworkConfig(b []byte) (netconf.Config, string, error) {
 	var top map[string]yaml.Node
 	if err := yaml.Unmarshal(b, &top); err != nil {
 		return netconf.Config{}, "", fmt.Errorf("parse network config: %w", err)
 	}
-	var cfg netconf.Config
-	var host string
-	node := (*yaml.Node)(nil)
-	if r, ok := top["rancher"]; ok {
-		var rancher map[string]yaml.Node
-		if err := r.Decode(&rancher); err != nil {
-			return cfg, "", fmt.Errorf("parse rancher: %w", err)
-		}
-		if n, ok := rancher["network"]; ok {
-			node = &n
-		}
-		if h, ok := top["hostname"]; ok {
-			if err := h.Decode(&host); err != nil {
-				return cfg, "", fmt.Errorf("parse hostname: %w", err)
-			}
-		}
-	} else if len(top) > 0 {
-		var doc yaml.Node
-		if err := yaml.Unmarshal(b, &doc); err != nil {
+	if len(top) == 0 {
+		return netconf.Config{}, "", nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if _, ok := top["rancher"]; !ok {
+		var cfg netconf.Config
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 			return cfg, "", fmt.Errorf("parse network config: %w", err)
 		}
-		node = doc.Content[0]
+		return cfg, "", nil
 	}
-	if node == nil {
-		return cfg, host, nil
+	// Only rancher.network is checked strictly; the rest of the
+	// cloud-config is someone else's to validate.
+	var doc struct {
+		Hostname string `yaml:"hostname"`
+		Rancher  struct {
+			Network netconf.Config `yaml:"network"`
+			Rest    map[string]any `yaml:",inline"`
+		} `yaml:"rancher"`
+		Rest map[string]any `yaml:",inline"`
 	}
-	out, err := yaml.Marshal(node)
-	if err != nil {
-		return cfg, "", fmt.Errorf("parse rancher.network: %w", err)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return netconf.Config{}, "", fmt.Errorf("parse rancher.network: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(out))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, "", fmt.Errorf("parse rancher.network: %w", err)
-	}
-	return cfg, host, nil
+	return doc.Rancher.Network, doc.Hostname, nil
 }
 
 func printPlan(w io.Writer, cfg netconf.Config) error {

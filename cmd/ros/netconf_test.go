@@ -34,7 +34,17 @@ func TestParseNetworkConfig(t *testing.T) {
 			want: netconf.Config{DNS: netconf.DNSConfig{Nameservers: []string{"192.0.2.53"}}, Interfaces: map[string]netconf.InterfaceConfig{"eth*": {DHCP: new(true)}}},
 		},
 		{name: "empty", in: ""},
-		{name: "unknown key", in: "interfaces:\n  eth0: {adress: 192.0.2.10/24}\n", wantErr: "field adress not found"},
+		{name: "unknown key", in: "interfaces:\n  eth0: {adress: 192.0.2.10/24}\n", wantErr: "line 2: field adress not found"},
+		{
+			name:    "unknown key in a cloud-config, with its line",
+			in:      "ssh_authorized_keys: [k]\nrancher:\n  docker: {tls: true}\n  network:\n    interfaces:\n      eth0:\n        gatway: 192.0.2.1\n",
+			wantErr: "line 7: field gatway not found",
+		},
+		{
+			name: "other keys of a cloud-config are not checked here",
+			in:   "write_files: [{path: /x}]\nrancher:\n  docker: {tls: true}\n  network:\n    dns: {search: [example.com]}\n",
+			want: netconf.Config{DNS: netconf.DNSConfig{Search: []string{"example.com"}}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,17 @@
 // Package netconf owns the machine's network: the desired network state
 // (rancher.network) and applying it to the kernel with netlink and a Go DHCP
 // client, idempotently.
+//
+// A boot uses it in three steps:
+//
+//	early, err := netconf.Early(ctx, needsNetworkDatasource)  // before datasources
+//	// ... datasources, cloudinit ...
+//	st, err := netconf.Apply(ctx, cfg.Rancher.Network,
+//		netconf.WithHostname(hostnameFromConfigOrMetadata), netconf.WithPrevious(early))
+//	go st.Run(ctx)                                           // renew leases for the machine's lifetime
+//
+// Config.Validate lists problems with key paths relative to rancher.network;
+// Apply refuses an invalid Config before touching anything.
 package netconf
 
 // Config is the desired network state, the `rancher.network` key of a

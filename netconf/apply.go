@@ -428,8 +428,8 @@ func (s *State) syncAddrs(l netlink.Link, lp LinkPlan) error {
 		if want[p] || p == lease {
 			continue
 		}
-		if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
-			continue
+		if p.Addr().Is6() && (p.Addr().IsLinkLocalUnicast() || a.Flags&unix.IFA_F_PERMANENT == 0) {
+			continue // the kernel's own: link-local, or autoconfigured from a router advertisement
 		}
 		if lp.DHCP && a.ValidLft > 0 && a.ValidLft < 0xffffffff && p.Addr().Is4() {
 			continue

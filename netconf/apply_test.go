@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestStaticOnlySendsNoDHCP(t *testing.T) {
@@ -503,5 +505,31 @@ func TestNewLeaseReplacesOldAndStaticReplacesLease(t *testing.T) {
 	}
 	if got := tn.routes("eth0"); len(got) != 0 {
 		t.Errorf("eth0 routes = %v, want the lease's gone", got)
+	}
+}
+
+func TestKeepsAutoconfiguredIPv6(t *testing.T) {
+	tn := newTestNet(t)
+	tn.veth("eth0", "peer0", "")
+	// What SLAAC leaves: an IPv6 address with a lifetime (not permanent).
+	slaac, _ := netlink.ParseAddr("2001:db8:1::5054:ff:fe00:1/64")
+	slaac.ValidLft, slaac.PreferedLft, slaac.Flags = 3600, 3600, unix.IFA_F_NODAD
+	if err := tn.hn.AddrAdd(tn.link("eth0"), slaac); err != nil {
+		t.Fatalf("add autoconfigured-like address: %v", err)
+	}
+	stale, _ := netlink.ParseAddr("2001:db8:2::9/64")
+	stale.Flags = unix.IFA_F_NODAD
+	if err := tn.hn.AddrAdd(tn.link("eth0"), stale); err != nil {
+		t.Fatalf("add permanent address: %v", err)
+	}
+	cfg := Config{Interfaces: map[string]InterfaceConfig{"eth0": {Address: "192.0.2.10/24"}}}
+	st, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(t.TempDir()))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	defer st.Close()
+	want := []string{"192.0.2.10/24", "2001:db8:1:0:5054:ff:fe00:1/64"}
+	if diff := cmp.Diff(want, tn.addrs("eth0"), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("eth0 addresses (-want +got): keep the router-advertised one, remove the unconfigured permanent one:\n%s", diff)
 	}
 }

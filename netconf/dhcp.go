@@ -269,8 +269,10 @@ func (s *State) applyLease(l netlink.Link, d *dhcpLink, raw *nclient4.Lease) err
 }
 
 // Run keeps every DHCP lease renewed (at T1, retried until expiry, then a
-// new DORA) and keeps trying links that have no lease yet, until ctx ends.
-// PID 1 runs it for the machine's lifetime. resolv.conf and the state file
+// new DORA) and keeps trying links that have no lease yet. It returns
+// ctx's error when ctx ends, not before (also with no DHCP link). Call it
+// once; PID 1 runs it for the machine's lifetime. To hand the State to a
+// later Apply (WithPrevious), end Run first and wait for it to return. resolv.conf and the state file
 // are rewritten after each change.
 func (s *State) Run(ctx context.Context) error {
 	s.mu.Lock()
@@ -296,6 +298,7 @@ func (s *State) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	<-ctx.Done() // also with no DHCP link: Run lasts as long as ctx
 	return ctx.Err()
 }
 

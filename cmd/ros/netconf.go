@@ -77,10 +77,15 @@ is used (ros config).`,
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s from %s, expires %s\n", l.Link, l.Address, l.Server, l.Expires.Format(time.RFC3339))
 				}
 			}
-			if err != nil {
+			if err != nil && (st == nil || !foreground) {
 				return fmt.Errorf("netconf apply: %w", err)
 			}
 			if foreground {
+				if err != nil {
+					// A link without a lease yet: Run keeps trying it.
+					log.Warn("netconf apply", "err", err)
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "netconf: keeping leases renewed until SIGTERM")
 				if err := st.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 					return fmt.Errorf("netconf: %w", err)
 				}

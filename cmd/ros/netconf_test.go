@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berthos/berth/netconf"
 	"github.com/google/go-cmp/cmp"
@@ -181,6 +183,33 @@ func TestNetconfCommand(t *testing.T) {
 	}
 	if got := ipc("-n", ns, "route", "show", "dev", "eth0"); strings.Contains(got, "default") {
 		t.Errorf("routes %q: the gateway no longer configured must be gone", got)
+	}
+	// --foreground stays until SIGTERM (a network service that keeps
+	// leases renewed), then exits 0.
+	a, _ := json.Marshal([]string{"netconf", "--root", root, "--foreground"})
+	fg := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestNetconfHelperProcess$")
+	fg.Env = append(os.Environ(), "BERTH_NETCONF_HELPER_ARGS="+string(a))
+	var fgErr bytes.Buffer
+	fg.Stderr = &fgErr
+	if err := fg.Start(); err != nil {
+		t.Fatalf("start netconf --foreground: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- fg.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("netconf --foreground exited at once: %v: %s", err, fgErr.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	fg.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("netconf --foreground after SIGTERM: %v: %s", err, fgErr.String())
+		}
+	case <-time.After(5 * time.Second):
+		fg.Process.Kill()
+		t.Errorf("netconf --foreground did not stop on SIGTERM")
 	}
 	out, _, code = ros("ros", "--root", root, "netconf", "status")
 	for _, want := range []string{"eth0", "192.0.2.11/24", "192.0.2.0/24", "proto kernel", "nameserver 192.0.2.53", "HOSTNAME cli.example"} {

@@ -90,6 +90,11 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "route gateway of the other IP version",
+			cfg:  Config{Interfaces: map[string]InterfaceConfig{"eth0": {Routes: []Route{{Destination: "203.0.113.0/24", Gateway: "2001:db8::1"}}}}},
+			want: []Problem{{"interfaces.eth0.routes[0].gateway", `"2001:db8::1" is not of the same IP version as the destination "203.0.113.0/24"`}},
+		},
+		{
 			name: "dhcp on a bond slave",
 			cfg:  Config{Interfaces: map[string]InterfaceConfig{"eth0": {Bond: "bond0", DHCP: ptr(true)}}},
 			want: []Problem{{"interfaces.eth0.dhcp", "a bond slave or bridge member cannot take a DHCP lease; configure its master"}},

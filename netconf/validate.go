@@ -158,12 +158,17 @@ func (c Config) Validate() []Problem {
 		}
 		for i, r := range ic.Routes {
 			rp := fmt.Sprintf("%s.routes[%d]", p, i)
-			if _, err := netip.ParsePrefix(r.Destination); err != nil {
+			dst, derr := netip.ParsePrefix(r.Destination)
+			if derr != nil {
 				add(rp+".destination", "%q is not a CIDR prefix", r.Destination)
 			}
 			if r.Gateway != "" {
-				if _, err := netip.ParseAddr(r.Gateway); err != nil {
+				gw, err := netip.ParseAddr(r.Gateway)
+				switch {
+				case err != nil:
 					add(rp+".gateway", "%q is not an IP address", r.Gateway)
+				case derr == nil && gw.Is4() != dst.Addr().Is4():
+					add(rp+".gateway", "%q is not of the same IP version as the destination %q", r.Gateway, r.Destination)
 				}
 			}
 			if r.Metric < 0 {

@@ -1,0 +1,211 @@
+package sysinit
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/platforms/sysimages"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// testConfig is a config whose System Docker lives in the test's temp dir,
+// with a one-shot, a long-running service, and the default `docker`
+// service (User Docker) with its host paths moved under root.
+func testConfig(t *testing.T, e *testEnv, root string) *cloudinit.Config {
+	t.Helper()
+	cfg := loadDefaults(t)
+	f := false
+	cfg.Rancher.SystemDocker = e.engine
+	cfg.Rancher.Defaults.SystemDockerLogs = "/var/log/system-docker.log"
+	// The user engine shares the host's network here: no bridge, no
+	// iptables, so the test leaves the host's netfilter alone.
+	cfg.Rancher.Docker.Bridge = "none"
+	cfg.Rancher.Docker.Iptables = &f
+	cfg.Rancher.Docker.IPForward = &f
+	cfg.Rancher.Docker.Group = ""
+	dockerSvc := *cfg.Rancher.Services["docker"]
+	var vols []string
+	for _, v := range dockerSvc.Volumes {
+		src, rest, _ := strings.Cut(v, ":")
+		switch src {
+		case "/var/lib/docker", "/var/run/user-docker", "/etc/docker", "/home", "/opt":
+			src = filepath.Join(root, src)
+		}
+		vols = append(vols, src+":"+rest)
+	}
+	dockerSvc.Volumes = vols
+	oneshot := svc("echo setup done", cloudinit.LabelDetach, "false")
+	oneshot.Image = "berth/base:${VERSION}"
+	long := svc("trap 'exit 0' TERM; while :; do sleep 1; done", cloudinit.LabelAfter, "setup")
+	long.Restart = "always"
+	dockerSvc.Labels = map[string]string{cloudinit.LabelAfter: "setup"}
+	cfg.Rancher.Services = map[string]*cloudinit.Service{"setup": &oneshot, "long": &long, "docker": &dockerSvc}
+	return cfg
+}
+
+func TestStartEnginesWithUserDocker(t *testing.T) {
+	needEngine(t)
+	imgs := testImages(t)
+	e := newTestEnv(t)
+	root := filepath.Join(e.dir, "root")
+	// A user-supplied image for User Docker, loaded from the preload dir.
+	pre := filepath.Join(root, userPreloadDir)
+	if err := os.MkdirAll(pre, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(imgs, sysimages.TarballName(sysimages.Base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pre, "base.tar"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, e, root)
+	ctx := context.Background()
+	t0 := time.Now()
+	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
+		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	if err != nil {
+		t.Fatalf("StartEngines: %v", err)
+	}
+	t.Logf("StartEngines returned after %v (System Docker start to services started)", time.Since(t0).Round(time.Millisecond))
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = eng.Shutdown(context.Background())
+		}
+	})
+	if eng.StartErr != nil {
+		t.Fatalf("services failed to start: %v", eng.StartErr)
+	}
+	if want := []string{"docker", "long", "setup"}; strings.Join(eng.Started.Started, ",") != strings.Join(want, ",") {
+		t.Errorf("started = %v, want %v", eng.Started.Started, want)
+	}
+
+	// User Docker answers on root/var/run/docker.sock (the link PID 1 made)
+	// and has the preloaded image.
+	ucli, err := NewClient(filepath.Join(root, "/var/run/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ucli.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := ucli.ImageInspect(ctx, baseImage()); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("User Docker did not come up with the preloaded image: %v\nuser docker log:\n%s", err, userDockerLogs(t, eng))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("User Docker ready with the preloaded image %v after StartEngines returned", time.Since(t0).Round(time.Millisecond))
+
+	t.Run("docker run --rm echo ok", func(t *testing.T) {
+		out := runUser(t, ucli, "echo ok")
+		if out != "ok" {
+			t.Errorf("output = %q, want ok", out)
+		}
+	})
+
+	t.Run("rm -f of every user container leaves the system services running", func(t *testing.T) {
+		cr, err := ucli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: baseImage(), Cmd: []string{"sleep", "3600"}}, HostConfig: &container.HostConfig{NetworkMode: "none"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ucli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := ucli.ContainerList(ctx, client.ContainerListOptions{All: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range l.Items {
+			if _, err := ucli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+				t.Errorf("rm -f %s: %v", c.ID, err)
+			}
+		}
+		for _, name := range []string{"long", "docker"} {
+			in, err := eng.System.Client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+			if err != nil || !in.Container.State.Running {
+				t.Errorf("system service %s after rm -f on User Docker: running=%v err=%v", name, err == nil && in.Container.State.Running, err)
+			}
+		}
+		if _, err := ucli.Ping(ctx, client.PingOptions{}); err != nil {
+			t.Errorf("User Docker after rm -f: %v", err)
+		}
+	})
+
+	t.Run("a killed system service comes back", func(t *testing.T) {
+		pid := containerPid(t, eng.System.Client, "long")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if took := waitRunning(t, eng.System.Client, "long", pid, 5*time.Second); took < 0 || took > time.Second {
+			t.Errorf("long back after %v, want within 1s", took)
+		}
+	})
+
+	t.Run("Shutdown stops everything", func(t *testing.T) {
+		t1 := time.Now()
+		stopped = true
+		if err := eng.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		t.Logf("Shutdown took %v", time.Since(t1).Round(time.Millisecond))
+		if alive(eng.System.Pid()) {
+			t.Errorf("System Docker (pid %d) still runs after Shutdown", eng.System.Pid())
+		}
+	})
+}
+
+func userDockerLogs(t *testing.T, eng *Engines) string {
+	r, err := eng.System.Client.ContainerLogs(context.Background(), "docker", client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "30"})
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	return string(b)
+}
+
+// runUser is `docker run --rm --net none BASE sh -c cmd` on User Docker.
+func runUser(t *testing.T, cli *client.Client, cmd string) string {
+	t.Helper()
+	ctx := context.Background()
+	cr, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: baseImage(), Cmd: []string{"sh", "-c", cmd}, Tty: true},
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	defer cli.ContainerRemove(ctx, cr.ID, client.ContainerRemoveOptions{Force: true})
+	wait := cli.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := cli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	select {
+	case w := <-wait.Result:
+		if w.StatusCode != 0 {
+			t.Errorf("exit code %d", w.StatusCode)
+		}
+	case err := <-wait.Error:
+		t.Fatalf("wait: %v", err)
+	}
+	r, err := cli.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true})
+	if err != nil {
+		t.Fatalf("logs: %v", err)
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	return string(bytes.TrimSpace(b))
+}

@@ -1,3 +1,0 @@
-package sysinit
-
-func supervisorMain() int { return 0 }

@@ -108,6 +108,44 @@ type ReconcileResult struct {
 // dependents start. Failures are logged and returned joined; the other
 // services still start.
 func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult, error) {
+	return s.reconcile(ctx, specs, true)
+}
+
+// Up creates, recreates or starts the named services (every service of
+// specs when names is empty) and leaves the engine's other containers
+// alone. Dependencies outside names are taken as running.
+func (s *Services) Up(ctx context.Context, specs []Spec, names ...string) (ReconcileResult, error) {
+	if len(names) == 0 {
+		return s.reconcile(ctx, specs, false)
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var subset []Spec
+	for _, sp := range specs {
+		if !want[sp.Name] {
+			continue
+		}
+		delete(want, sp.Name)
+		var after []string
+		for _, d := range sp.After {
+			if contains(names, d) {
+				after = append(after, d)
+			}
+		}
+		sp.After = after
+		subset = append(subset, sp)
+	}
+	var missing []error
+	for n := range want {
+		missing = append(missing, fmt.Errorf("service %s: not defined or not enabled", n))
+	}
+	res, err := s.reconcile(ctx, subset, false)
+	return res, errors.Join(append(missing, err)...)
+}
+
+func (s *Services) reconcile(ctx context.Context, specs []Spec, remove bool) (ReconcileResult, error) {
 	res := ReconcileResult{Failed: map[string]error{}}
 	list, err := s.cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
@@ -128,7 +166,7 @@ func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult
 	// Remove what is no longer wanted.
 	var removed []string
 	for name, c := range actual {
-		if _, ok := want[name]; ok {
+		if _, ok := want[name]; ok || !remove {
 			continue
 		}
 		s.forget(name)
@@ -453,6 +491,20 @@ func (s *Services) handleDie(ctx context.Context, m events.Message) {
 	code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
 	s.mu.Lock()
 	name, ok := s.byID[m.Actor.ID]
+	if !ok {
+		// A container `ros service up` (another process) made for a
+		// service this supervisor knows, with the same spec: adopt it.
+		n := m.Actor.Attributes[LabelService]
+		if st := s.states[n]; st != nil && m.Actor.Attributes[LabelHash] == st.spec.Hash() {
+			delete(s.byID, st.status.ContainerID)
+			st.status.ContainerID = m.Actor.ID
+			s.byID[m.Actor.ID] = n
+			name, ok = n, true
+			if st.startedAt.IsZero() {
+				st.startedAt = time.Now()
+			}
+		}
+	}
 	st := s.states[name]
 	if !ok || st == nil || s.stopping || st.spec.OneShot || st.spec.CreateOnly {
 		s.mu.Unlock()

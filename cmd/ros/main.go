@@ -37,6 +37,8 @@ func run(name string, args []string) int {
 		args = append([]string{"netconf", "apply"}, args...)
 	case "poweroff", "reboot", "halt":
 		args = append([]string{name}, args...)
+	case "system-docker", "respawn":
+		args = append([]string{name}, args...)
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
 	}
@@ -94,6 +96,8 @@ func newRootCmd() *cobra.Command {
 		newInitCmd(g),
 		newPowerCmd(g, "poweroff"), newPowerCmd(g, "reboot"), newPowerCmd(g, "halt"),
 		newNetconfCmd(g),
+		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
+		newSystemDockerCmd(g), newRespawnCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/sysinit"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+)
+
+// loadConfig is the merged config under --root.
+func loadConfig(g *globalFlags) (*cloudinit.Config, error) {
+	cfg, _, err := cloudinit.Load(g.root)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return cfg, nil
+}
+
+// systemSocket is System Docker's socket from rancher.system_docker.
+func systemSocket(g *globalFlags, cfg *cloudinit.Config) string {
+	for _, h := range cfg.Rancher.SystemDocker.Host {
+		if p, ok := strings.CutPrefix(h, "unix://"); ok {
+			return g.path(p)
+		}
+	}
+	return g.path("/var/run/system-docker.sock")
+}
+
+func systemClient(g *globalFlags, cfg *cloudinit.Config) (*client.Client, error) {
+	return sysinit.NewClient(systemSocket(g, cfg))
+}
+
+func newServiceCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "service",
+		Short: "List, enable, disable, start and follow the system services",
+	}
+	cmd.AddCommand(newServiceListCmd(g), newServiceEnableCmd(g, true), newServiceEnableCmd(g, false),
+		newServiceUpCmd(g), newServiceLogsCmd(g))
+	return cmd
+}
+
+func newServiceListCmd(g *globalFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Every service: engine, enabled, state, restarts, last exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			rows := serviceRows(cmd.Context(), g, cfg)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tENGINE\tENABLED\tSTATE\tRESTARTS\tLAST EXIT")
+			for _, r := range rows {
+				exit := "-"
+				if r.LastExit != nil {
+					exit = strconv.Itoa(*r.LastExit)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%d\t%s\n", r.Name, r.Engine, r.Enabled, r.State, r.Restarts, exit)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// serviceRow is one line of `ros service list`.
+type serviceRow struct {
+	Name     string `json:"name"`
+	Engine   string `json:"engine"`
+	Enabled  bool   `json:"enabled"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	LastExit *int   `json:"last_exit,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func serviceRows(ctx context.Context, g *globalFlags, cfg *cloudinit.Config) []serviceRow {
+	enabled := map[string]sysinit.Spec{}
+	for _, s := range sysinit.Specs(cfg) {
+		enabled[s.Name] = s
+	}
+	status := map[string]sysinit.ServiceStatus{}
+	for _, f := range []string{"/run/berth/services.json", "/run/berth/user-services.json"} {
+		var list []sysinit.ServiceStatus
+		if b, err := os.ReadFile(g.path(f)); err == nil && json.Unmarshal(b, &list) == nil {
+			for _, s := range list {
+				status[s.Name] = s
+			}
+		}
+	}
+	states := map[string]string{}
+	if cli, err := systemClient(g, cfg); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err := cli.ContainerList(cctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", sysinit.LabelService)})
+		cancel()
+		if err == nil {
+			for _, c := range l.Items {
+				states[c.Labels[sysinit.LabelService]] = string(c.State)
+			}
+		}
+		cli.Close()
+	}
+	var rows []serviceRow
+	for name, svc := range cfg.Rancher.Services {
+		if svc == nil {
+			continue
+		}
+		sp, on := enabled[name]
+		r := serviceRow{Name: name, Engine: "system-docker", Enabled: on, State: "-"}
+		if on && sp.Scope == sysinit.ScopeUser || !on && svc.Labels[cloudinit.LabelScope] == sysinit.ScopeUser {
+			r.Engine = "docker"
+		}
+		if st, ok := states[name]; ok {
+			r.State = st
+		} else if on && r.Engine == "system-docker" {
+			r.State = "missing"
+		}
+		if st, ok := status[name]; ok {
+			r.Restarts, r.LastExit, r.Error = st.Restarts, st.LastExit, st.Error
+			if r.Engine == "docker" && r.State == "-" && st.ContainerID != "" {
+				r.State = "created"
+			}
+		}
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
+	return rows
+}
+
+func newServiceEnableCmd(g *globalFlags, enable bool) *cobra.Command {
+	use, short := "enable NAME", "Enable a service in the local config (rancher.services_include.NAME=true)"
+	if !enable {
+		use, short = "disable NAME", "Disable a service in the local config (rancher.services_include.NAME=false)"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			if _, ok := cfg.Rancher.Services[name]; !ok {
+				return &exitError{code: 2, err: fmt.Errorf("no service named %q (see ros service list)", name)}
+			}
+			err = editLocal(g, func(doc *yaml.Node) error {
+				return setServiceInclude(doc, name, enable)
+			})
+			if err != nil {
+				return err
+			}
+			verb := "enabled"
+			if !enable {
+				verb = "disabled"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s; it takes effect at the next boot or with `ros service up %s`\n", name, verb, name)
+			return nil
+		},
+	}
+}
+
+// setServiceInclude sets rancher.services_include.NAME in a config
+// document; NAME may contain dots and dashes, so the mapping is edited
+// directly rather than through a dotted key.
+func setServiceInclude(doc *yaml.Node, name string, on bool) error {
+	m := doc
+	if m.Kind == yaml.DocumentNode {
+		if len(m.Content) == 0 {
+			m.Content = []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}
+		}
+		m = m.Content[0]
+	}
+	if m.Kind == 0 {
+		m.Kind, m.Tag = yaml.MappingNode, "!!map"
+	}
+	if m.Kind != yaml.MappingNode {
+		return errors.New("local config is not a mapping")
+	}
+	for _, key := range []string{"rancher", "services_include"} {
+		m = child(m, key)
+	}
+	v := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(on)}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == name {
+			m.Content[i+1] = v
+			return nil
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: name}, v)
+	return nil
+}
+
+// child returns the mapping under key in m, making it when missing.
+func child(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.MappingNode {
+			return m.Content[i+1]
+		}
+		if m.Content[i].Value == key {
+			n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+			m.Content[i+1] = n
+			return n
+		}
+	}
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, n)
+	return n
+}
+
+func newServiceUpCmd(g *globalFlags) *cobra.Command {
+	imgVersion := version
+	cmd := &cobra.Command{
+		Use:   "up [NAME...]",
+		Short: "Create (or recreate, if its definition changed) and start services on System Docker",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			cli, err := systemClient(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			var specs []sysinit.Spec
+			for _, s := range sysinit.ResolveImages(sysinit.Specs(cfg), imgVersion) {
+				if s.Scope == sysinit.ScopeSystem {
+					specs = append(specs, s)
+				}
+			}
+			res, err := sysinit.NewServices("system-docker", cli).Up(cmd.Context(), specs, args...)
+			out := cmd.OutOrStdout()
+			for _, l := range []struct {
+				verb  string
+				names []string
+			}{{"created", res.Created}, {"recreated", res.Recreated}, {"started", res.Started}, {"unchanged", res.Unchanged}} {
+				if len(l.names) > 0 {
+					fmt.Fprintf(out, "%s: %s\n", l.verb, strings.Join(l.names, " "))
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&imgVersion, "version", imgVersion, "the Berth version whose images ${VERSION} names")
+	return cmd
+}
+
+func newServiceLogsCmd(g *globalFlags) *cobra.Command {
+	var follow bool
+	var tail string
+	cmd := &cobra.Command{
+		Use:   "logs [-f] NAME",
+		Short: "Print a system service's output",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			cli, err := systemClient(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			name := args[0]
+			if s, ok := cfg.Rancher.Services[name]; ok && s != nil && s.ContainerName != "" {
+				name = s.ContainerName
+			}
+			ctx := cmd.Context()
+			in, err := cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+			if err != nil {
+				return fmt.Errorf("service %s: %w", args[0], err)
+			}
+			r, err := cli.ContainerLogs(ctx, name, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Tail: tail})
+			if err != nil {
+				return fmt.Errorf("logs of %s: %w", args[0], err)
+			}
+			defer r.Close()
+			if in.Container.Config != nil && in.Container.Config.Tty {
+				_, err = io.Copy(cmd.OutOrStdout(), r)
+			} else {
+				_, err = stdcopy.StdCopy(cmd.OutOrStdout(), cmd.ErrOrStderr(), r)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	cmd.Flags().StringVar(&tail, "tail", "all", "number of lines from the end to show")
+	return cmd
+}
+
+func newEngineCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "engine", Short: "The Docker engines Berth ships"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the engine versions shipped (System Docker and User Docker run the same one)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := "unknown"
+			if out, err := exec.CommandContext(cmd.Context(), "dockerd", "--version").Output(); err == nil {
+				v = strings.TrimSpace(string(out))
+			}
+			api := ""
+			if cfg, err := loadConfig(g); err == nil {
+				if cli, err := systemClient(g, cfg); err == nil {
+					ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+					if sv, err := cli.ServerVersion(ctx, client.ServerVersionOptions{}); err == nil {
+						api = " API " + sv.APIVersion
+					}
+					cancel()
+					cli.Close()
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "current  docker  %s%s\n", v, api)
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newConsoleCmd(*globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "console", Short: "The console (shell and SSH) service"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the consoles shipped",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "current  default  (busybox + dropbear SSH, key-only login for rancher)")
+		},
+	})
+	return cmd
+}
+
+func newTLSCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "tls", Short: "Certificates for User Docker's TLS (rancher.docker.tls)"}
+	var server bool
+	var hosts []string
+	var dir string
+	gen := &cobra.Command{
+		Use:   "gen",
+		Short: "Make the CA and a server (-s) or client certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			caDir := g.path("/etc/docker/tls")
+			out := dir
+			if out == "" {
+				if server {
+					out = caDir
+				} else {
+					home, err := os.UserHomeDir()
+					if err != nil {
+						return fmt.Errorf("tls gen: %w", err)
+					}
+					out = filepath.Join(home, ".docker")
+				}
+			}
+			files, err := sysinit.GenerateTLS(caDir, out, server, hosts, time.Now())
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				fmt.Fprintln(cmd.OutOrStdout(), f)
+			}
+			return nil
+		},
+	}
+	gen.Flags().BoolVarP(&server, "server", "s", false, "make the server certificate (for dockerd) instead of a client one")
+	gen.Flags().StringSliceVarP(&hosts, "hostname", "H", nil, "names and addresses the server certificate is valid for (repeatable)")
+	gen.Flags().StringVarP(&dir, "dir", "d", "", "write here (default /etc/docker/tls with -s, else ~/.docker)")
+	cmd.AddCommand(gen)
+	return cmd
+}
+
+// newSystemDockerCmd is `ros system-docker ARGS` and argv0 `system-docker`:
+// the docker CLI pointed at System Docker's socket.
+func newSystemDockerCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:                "system-docker [DOCKER ARGS...]",
+		Short:              "Run the docker CLI against System Docker",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sock := g.path("/var/run/system-docker.sock")
+			if cfg, err := loadConfig(g); err == nil {
+				sock = systemSocket(g, cfg)
+			}
+			docker, err := exec.LookPath("docker")
+			if err != nil {
+				return fmt.Errorf("system-docker: the docker CLI: %w", err)
+			}
+			env := append(os.Environ(), "DOCKER_HOST=unix://"+sock)
+			err = syscall.Exec(docker, append([]string{"docker"}, args...), env)
+			return fmt.Errorf("system-docker: exec %s: %w", docker, err)
+		},
+	}
+}
+
+// newRespawnCmd is argv0 `respawn`: keep the commands of a respawn.conf
+// running.
+func newRespawnCmd(*globalFlags) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:    "respawn",
+		Short:  "Keep the commands of a respawn.conf (one shell line each) running",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := os.Open(file)
+			if err != nil {
+				return fmt.Errorf("respawn: %w", err)
+			}
+			lines, err := sysinit.RespawnLines(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("respawn: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			sysinit.Respawn(ctx, lines, 10*time.Second, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "/etc/respawn.conf", "the commands, one per line")
+	return cmd
+}

@@ -154,6 +154,25 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("System Docker killed: it and the services come back", func(t *testing.T) {
+		old := eng.System.Pid()
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		for time.Since(t1) < 60*time.Second {
+			if eng.System.Pid() != old {
+				in, err := eng.System.Client.ContainerInspect(ctx, "long", client.ContainerInspectOptions{})
+				if err == nil && in.Container.State.Running {
+					t.Logf("System Docker and service long back %v after SIGKILL of dockerd", time.Since(t1).Round(time.Millisecond))
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("after SIGKILL of System Docker, service long is not running again within 60s")
+	})
+
 	t.Run("Shutdown stops everything", func(t *testing.T) {
 		t1 := time.Now()
 		stopped = true

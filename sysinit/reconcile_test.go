@@ -81,6 +81,26 @@ func TestReconcile(t *testing.T) {
 			ReconcileResult{Unchanged: []string{"alpha", "bravo"}}},
 	}
 	var before map[string]string
+	defer func() {
+		t.Run("up of one service leaves the others alone", func(t *testing.T) {
+			specs := specsOf(map[string]cloudinit.Service{"alpha": svc("sleep 3602"), "delta": svc("sleep 3600", cloudinit.LabelAfter, "alpha")})
+			got, err := s.Up(ctx, specs, "delta")
+			if err != nil {
+				t.Fatalf("Up(delta): %v", err)
+			}
+			want := ReconcileResult{Created: []string{"delta"}, Started: []string{"delta"}, Failed: map[string]error{}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Up (-want +got):\n%s", diff)
+			}
+			ids := containerIDs(t, d.Client)
+			if ids["alpha"] != before["alpha"] || ids["bravo"] != before["bravo"] {
+				t.Errorf("Up(delta) touched other services: before %v, after %v", before, ids)
+			}
+			if _, err := s.Up(ctx, specs, "nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
+				t.Errorf("Up(nosuch) = %v, want an error naming it", err)
+			}
+		})
+	}()
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			got, err := s.Reconcile(ctx, specsOf(st.services))

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs ros with args and returns stdout, stderr and the exit code.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	code := 0
+	if err := root.Execute(); err != nil {
+		errb.WriteString(err.Error())
+		code = exitCode(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func serviceLine(list, name string) string {
+	for _, l := range strings.Split(list, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			return strings.Join(f, " ")
+		}
+	}
+	return ""
+}
+
+func TestServiceEnableDisableList(t *testing.T) {
+	dir := t.TempDir()
+	// No System Docker socket under dir: states read "missing".
+	out, _, code := runCLI(t, "--root", dir, "service", "list")
+	if code != 0 {
+		t.Fatalf("service list exit %d", code)
+	}
+	for _, want := range []string{"acpid system-docker false -", "console system-docker true missing", "docker system-docker true missing"} {
+		if got := serviceLine(out, strings.Fields(want)[0]); !strings.HasPrefix(got, want) {
+			t.Errorf("service list line = %q, want prefix %q\n%s", got, want, out)
+		}
+	}
+	steps := []struct {
+		args []string
+		name string
+		want string
+	}{
+		{[]string{"service", "enable", "acpid"}, "acpid", "acpid system-docker true"},
+		{[]string{"service", "disable", "ntp"}, "ntp", "ntp system-docker false"},
+		{[]string{"service", "disable", "acpid"}, "acpid", "acpid system-docker false"},
+	}
+	for _, st := range steps {
+		t.Run(strings.Join(st.args, " "), func(t *testing.T) {
+			if _, errs, code := runCLI(t, append([]string{"--root", dir}, st.args...)...); code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			out, _, _ := runCLI(t, "--root", dir, "service", "list")
+			if got := serviceLine(out, st.name); !strings.HasPrefix(got, st.want) {
+				t.Errorf("after %v: %q, want prefix %q", st.args, got, st.want)
+			}
+		})
+	}
+	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "nosuch"); code != 2 || !strings.Contains(errs, `no service named "nosuch"`) {
+		t.Errorf("enable nosuch: exit %d, %q; want exit 2 naming it", code, errs)
+	}
+}
+
+func TestTLSGen(t *testing.T) {
+	dir := t.TempDir()
+	out, errs, code := runCLI(t, "--root", dir, "tls", "gen", "-s", "-H", "192.0.2.7")
+	if code != 0 {
+		t.Fatalf("tls gen -s: exit %d: %s", code, errs)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, "etc/docker/tls", f)); err != nil {
+			t.Errorf("tls gen -s did not write %s (output %q)", f, out)
+		}
+	}
+	client := filepath.Join(dir, "client")
+	if _, errs, code := runCLI(t, "--root", dir, "tls", "gen", "-d", client); code != 0 {
+		t.Fatalf("tls gen -d: exit %d: %s", code, errs)
+	}
+	for _, f := range []string{"ca.pem", "cert.pem", "key.pem"} {
+		if _, err := os.Stat(filepath.Join(client, f)); err != nil {
+			t.Errorf("tls gen (client) did not write %s", f)
+		}
+	}
+}

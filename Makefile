@@ -57,5 +57,12 @@ bench-config: ## Benchmark parse + validate + merge of a 500-line cloud-config
 bench-netconf: ## Benchmark apply -> usable address, static and DHCP against dnsmasq (root; netns)
 	$(GO) test -run '^$$' -bench 'Apply' -benchtime 100x ./netconf/
 
+.PHONY: images test-engines
+images: build ## The OS's image tarballs (base, console, docker) into out/images, tagged $(VERSION), no daemon needed
+	$(GO) run ./platforms/sysimages/cmd/sysimages -ros bin/ros -version $(VERSION) -out out/images
+
+test-engines: ## The System Docker / services / User Docker tests against real dockerd (root), verbose, with the benchmark lines
+	$(GO) test -count=1 -timeout 10m -v -run 'Test(SystemDocker|LoadOS|Reconcile|Supervision|StartEngines|SupervisorAsPID1)' ./sysinit | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|BENCH|latency|took|after'
+
 clean: ## Remove build output
 	rm -rf bin out

@@ -186,6 +186,7 @@ type Daemon struct {
 	Client *client.Client
 
 	onRestart func(ctx context.Context)
+	pdeathsig bool
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -207,6 +208,9 @@ type daemonConfig struct {
 	log       *slog.Logger
 	pingLimit time.Duration
 	onRestart func(ctx context.Context)
+	// pdeathsig kills dockerd when the thread that started it exits
+	// (tests, so a crashed test leaves no daemon behind).
+	pdeathsig bool
 }
 
 // startDaemon starts dockerd and returns once it answers /_ping, or with
@@ -219,7 +223,7 @@ func startDaemon(ctx context.Context, c daemonConfig) (*Daemon, error) {
 	}
 	d := &Daemon{
 		name: c.name, bin: c.bin, args: c.args, env: c.env, logPath: c.logPath,
-		socket: c.socket, execRoot: c.execRoot, log: c.log, Client: cli, onRestart: c.onRestart,
+		socket: c.socket, execRoot: c.execRoot, log: c.log, Client: cli, onRestart: c.onRestart, pdeathsig: c.pdeathsig,
 		done: make(chan struct{}),
 	}
 	if err := d.spawn(); err != nil {
@@ -249,7 +253,12 @@ func (d *Daemon) spawn() error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a signal to PID 1's group does not reach it,
 	// and shutdown stops it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// No Pdeathsig: it fires when the OS thread that forked exits, which a
+	// goroutine ending while locked to its thread (netlink, netns) causes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if d.pdeathsig {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()

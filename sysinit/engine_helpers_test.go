@@ -203,7 +203,7 @@ func startTestDaemon(t *testing.T, e *testEnv) *Daemon {
 		name: "system-docker", bin: "dockerd",
 		args:    append(DockerdArgs(e.engine, SystemDockerDefaults()), e.extra...),
 		logPath: filepath.Join(e.dir, "system-docker.log"), socket: sock, execRoot: e.engine.ExecRoot,
-		log: testLogger(t), pingLimit: 30 * time.Second,
+		log: testLogger(t), pingLimit: 30 * time.Second, pdeathsig: true,
 	})
 	if err != nil {
 		cancel()

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -155,15 +156,21 @@ type fetchOutput struct {
 	Saved    bool                  `json:"saved"`
 }
 
-// MarshalJSON prints user-data as text when it is text.
+// MarshalJSON adds the user-data: as text when it is text (a
+// cloud-config, a script), else base64 (gzip).
 func (o fetchOutput) MarshalJSON() ([]byte, error) {
 	type plain fetchOutput
 	v := struct {
 		plain
-		UserData string `json:"user_data,omitempty"`
+		UserData       string `json:"user_data,omitempty"`
+		UserDataBase64 []byte `json:"user_data_base64,omitempty"`
 	}{plain: plain(o)}
 	if o.Result != nil {
-		v.UserData = string(o.Result.UserData)
+		if utf8.Valid(o.Result.UserData) {
+			v.UserData = string(o.Result.UserData)
+		} else {
+			v.UserDataBase64 = o.Result.UserData
+		}
 	}
 	return json.Marshal(v)
 }

@@ -51,7 +51,9 @@ type Datasource interface {
 // pointer: the runner fills Meta.Network from Network, so Save writes the
 // network into the metadata file and the boot can use either.
 type Result struct {
-	UserData []byte             `json:"user_data,omitempty"`
+	// UserData is raw; `ros datasource fetch --json` prints it beside the
+	// result, as text when it is text.
+	UserData []byte             `json:"-"`
 	Meta     cloudinit.Metadata `json:"meta"`
 	Network  *netconf.Config    `json:"network,omitempty"`
 	// Files are files the platform injects (OpenStack "personality"

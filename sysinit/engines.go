@@ -179,9 +179,15 @@ func StartEngines(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*
 	return e, nil
 }
 
+func (e *Engines) config() *cloudinit.Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
 func (e *Engines) systemSpecs() []Spec {
 	var out []Spec
-	for _, s := range ResolveImages(Specs(e.cfg), e.o.version) {
+	for _, s := range ResolveImages(Specs(e.config()), e.o.version) {
 		if s.Scope == ScopeSystem {
 			out = append(out, s)
 		}
@@ -191,7 +197,7 @@ func (e *Engines) systemSpecs() []Spec {
 
 func (e *Engines) userSpecs() []Spec {
 	var out []Spec
-	for _, s := range ResolveImages(Specs(e.cfg), e.o.version) {
+	for _, s := range ResolveImages(Specs(e.config()), e.o.version) {
 		if s.Scope == ScopeUser {
 			s.After = nil // system services are not on this engine
 			out = append(out, s)
@@ -210,9 +216,32 @@ func (e *Engines) hasUserDocker() bool {
 }
 
 func (e *Engines) reconcileSystem(ctx context.Context) {
-	if _, err := e.Services.Reconcile(ctx, e.systemSpecs()); err != nil {
+	if _, err := e.Services.Resume(ctx, e.systemSpecs()); err != nil {
 		e.o.log.Error("reconcile after engine restart", "err", err)
 	}
+}
+
+// Reload reconciles the system services against a new config snapshot
+// (after `ros config set`, `ros service enable`, ...): new services are
+// created and supervised, changed ones recreated, removed ones removed.
+// Services labelled io.rancher.os.reloadconfig are restarted even when
+// unchanged (one-shots among them run again).
+func (e *Engines) Reload(ctx context.Context, cfg *cloudinit.Config) (ReconcileResult, error) {
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	specs := e.systemSpecs()
+	res, err := e.Services.Reconcile(ctx, specs)
+	var errs []error
+	for _, sp := range specs {
+		if !sp.ReloadConfig || sp.OneShot || sp.CreateOnly || !contains(res.Unchanged, sp.Name) {
+			continue
+		}
+		if rerr := e.Services.Restart(ctx, sp.Name, 10*time.Second); rerr != nil {
+			errs = append(errs, fmt.Errorf("reload: %w", rerr))
+		}
+	}
+	return res, errors.Join(append([]error{err}, errs...)...)
 }
 
 // userSocket is User Docker's socket as seen from this process.

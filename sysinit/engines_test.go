@@ -228,3 +228,66 @@ func runUser(t *testing.T, cli *client.Client, cmd string) string {
 	b, _ := io.ReadAll(r)
 	return string(bytes.TrimSpace(b))
 }
+
+func TestReloadAddsAndRestarts(t *testing.T) {
+	needEngine(t)
+	imgs := testImages(t)
+	e := newTestEnv(t)
+	root := filepath.Join(e.dir, "root")
+	cfg := testConfig(t, e, root)
+	delete(cfg.Rancher.Services, "docker")
+	ctx := context.Background()
+	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
+		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	if err != nil {
+		t.Fatalf("StartEngines: %v", err)
+	}
+	defer eng.Shutdown(context.Background())
+	before := containerPid(t, eng.System.Client, "long")
+
+	next := testConfig(t, e, root)
+	delete(next.Rancher.Services, "docker")
+	long := *next.Rancher.Services["long"]
+	long.Labels = map[string]string{cloudinit.LabelAfter: "setup", cloudinit.LabelReloadConfig: "true"}
+	added := svc("trap 'exit 0' TERM; while :; do sleep 1; done")
+	added.Restart = "always"
+	next.Rancher.Services["long"] = &long
+	next.Rancher.Services["added"] = &added
+	res, err := eng.Reload(ctx, next)
+	if err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if !contains(res.Created, "added") {
+		t.Errorf("Reload created %v, want added", res.Created)
+	}
+	// The new service is supervised: killed, it comes back.
+	pid := containerPid(t, eng.System.Client, "added")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if took := waitRunning(t, eng.System.Client, "added", pid, 5*time.Second); took < 0 || took > time.Second {
+		t.Errorf("service added (from Reload) back after %v, want within 1s", took)
+	}
+	// long changed labels, so it was recreated: a new process either way.
+	if after := containerPid(t, eng.System.Client, "long"); after == before {
+		t.Errorf("service long kept pid %d across a reload that changed it", after)
+	}
+	// Reloading the same config restarts long (reloadconfig) in place.
+	mid := containerPid(t, eng.System.Client, "long")
+	res, err = eng.Reload(ctx, next)
+	if err != nil {
+		t.Fatalf("second Reload: %v", err)
+	}
+	if !contains(res.Unchanged, "long") {
+		t.Errorf("second Reload: unchanged = %v, want long in it", res.Unchanged)
+	}
+	if after := containerPid(t, eng.System.Client, "long"); after == mid || after == 0 {
+		t.Errorf("reloadconfig service long: pid %d -> %d, want restarted", mid, after)
+	}
+	time.Sleep(300 * time.Millisecond) // let the restart's die event arrive
+	for _, st := range eng.Status() {
+		if st.Name == "long" && st.Restarts != 0 {
+			t.Errorf("service long: %d restarts counted after a reload, want 0", st.Restarts)
+		}
+	}
+}

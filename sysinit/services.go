@@ -35,10 +35,13 @@ type ServiceStatus struct {
 }
 
 type serviceState struct {
-	spec      Spec
-	status    ServiceStatus
-	backoff   *backoff
-	startedAt time.Time
+	// restarting is set while Berth itself restarts the container, so its
+	// death is not a crash.
+	restarting bool
+	spec       Spec
+	status     ServiceStatus
+	backoff    *backoff
+	startedAt  time.Time
 }
 
 // Services reconciles and supervises the services of one engine.
@@ -108,7 +111,14 @@ type ReconcileResult struct {
 // dependents start. Failures are logged and returned joined; the other
 // services still start.
 func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult, error) {
-	return s.reconcile(ctx, specs, true)
+	return s.reconcile(ctx, specs, true, true)
+}
+
+// Resume is Reconcile after System Docker restarted: the same, except that
+// a one-shot that already finished with 0 since this process started is
+// not run again (cloud-init-execute's runcmd runs once per boot).
+func (s *Services) Resume(ctx context.Context, specs []Spec) (ReconcileResult, error) {
+	return s.reconcile(ctx, specs, true, false)
 }
 
 // Up creates, recreates or starts the named services (every service of
@@ -116,7 +126,7 @@ func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult
 // alone. Dependencies outside names are taken as running.
 func (s *Services) Up(ctx context.Context, specs []Spec, names ...string) (ReconcileResult, error) {
 	if len(names) == 0 {
-		return s.reconcile(ctx, specs, false)
+		return s.reconcile(ctx, specs, false, true)
 	}
 	want := map[string]bool{}
 	for _, n := range names {
@@ -141,11 +151,11 @@ func (s *Services) Up(ctx context.Context, specs []Spec, names ...string) (Recon
 	for n := range want {
 		missing = append(missing, fmt.Errorf("service %s: not defined or not enabled", n))
 	}
-	res, err := s.reconcile(ctx, subset, false)
+	res, err := s.reconcile(ctx, subset, false, true)
 	return res, errors.Join(append(missing, err)...)
 }
 
-func (s *Services) reconcile(ctx context.Context, specs []Spec, remove bool) (ReconcileResult, error) {
+func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bool) (ReconcileResult, error) {
 	res := ReconcileResult{Failed: map[string]error{}}
 	list, err := s.cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
@@ -234,6 +244,9 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove bool) (Re
 				record(&res.Recreated, sp.Name)
 			default:
 				record(&res.Unchanged, sp.Name)
+			}
+			if sp.OneShot && !rerun && how == "unchanged" && s.succeeded(sp.Name) {
+				return
 			}
 			started, err := s.start(ctx, sp, id)
 			if started {
@@ -349,6 +362,39 @@ func (s *Services) start(ctx context.Context, sp Spec, id string) (bool, error) 
 	s.markStarted(sp.Name)
 	s.log.Info("service started", "engine", s.engine, "service", sp.Name)
 	return true, nil
+}
+
+// Restart restarts a service's container on purpose (not counted as a
+// crash).
+func (s *Services) Restart(ctx context.Context, name string, timeout time.Duration) error {
+	s.mu.Lock()
+	st := s.states[name]
+	if st == nil || st.status.ContainerID == "" {
+		s.mu.Unlock()
+		return fmt.Errorf("restart %s: not a running service", name)
+	}
+	st.restarting = true
+	id := st.status.ContainerID
+	s.mu.Unlock()
+	secs := int(timeout / time.Second)
+	_, err := s.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &secs})
+	s.mu.Lock()
+	st.restarting = false
+	st.startedAt = time.Now()
+	st.status.StartedAt = st.startedAt
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("restart %s: %w", name, err)
+	}
+	return nil
+}
+
+// succeeded reports whether the service's last run exited 0.
+func (s *Services) succeeded(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.states[name]
+	return st != nil && st.status.LastExit != nil && *st.status.LastExit == 0
 }
 
 func (s *Services) track(sp Spec, id string) {
@@ -506,7 +552,7 @@ func (s *Services) handleDie(ctx context.Context, m events.Message) {
 		}
 	}
 	st := s.states[name]
-	if !ok || st == nil || s.stopping || st.spec.OneShot || st.spec.CreateOnly {
+	if !ok || st == nil || s.stopping || st.spec.OneShot || st.spec.CreateOnly || st.restarting {
 		s.mu.Unlock()
 		return
 	}
@@ -543,6 +589,9 @@ func (s *Services) handleDie(ctx context.Context, m events.Message) {
 		s.mu.Unlock()
 		if !current {
 			return
+		}
+		if in, err := s.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Running {
+			return // someone (Berth's own restart, `ros service up`) started it already
 		}
 		if _, err := s.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			s.log.Error("service restart failed", "engine", s.engine, "service", name, "err", err)

@@ -144,6 +144,34 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("a user container cannot be given System Docker's socket", func(t *testing.T) {
+		sysSock := eng.System.Socket()
+		ctx := context.Background()
+		cr, err := ucli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config:     &container.Config{Image: baseImage(), Cmd: []string{"sh", "-c", "test -S /s.sock && echo socket || echo nosocket"}, Tty: true},
+			HostConfig: &container.HostConfig{NetworkMode: "none", Binds: []string{sysSock + ":/s.sock"}},
+		})
+		if err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		defer ucli.ContainerRemove(ctx, cr.ID, client.ContainerRemoveOptions{Force: true})
+		wait := ucli.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+		if _, err := ucli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+			t.Logf("start with the system socket bound: %v (refused: fine)", err)
+			return
+		}
+		<-wait.Result
+		r, err := ucli.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		b, _ := io.ReadAll(r)
+		if got := strings.TrimSpace(string(b)); got != "nosocket" {
+			t.Errorf("-v %s:/s.sock in a user container: %q, want nosocket", sysSock, got)
+		}
+	})
+
 	t.Run("a killed system service comes back", func(t *testing.T) {
 		pid := containerPid(t, eng.System.Client, "long")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

@@ -410,6 +410,13 @@ func newSystemDockerCmd(g *globalFlags) *cobra.Command {
 		Short:              "Run the docker CLI against System Docker",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flag parsing is off (every flag is docker's), so take a
+			// leading --root here.
+			if len(args) > 1 && args[0] == "--root" {
+				g.root, args = args[1], args[2:]
+			} else if len(args) > 0 && strings.HasPrefix(args[0], "--root=") {
+				g.root, args = strings.TrimPrefix(args[0], "--root="), args[1:]
+			}
 			sock := g.path("/var/run/system-docker.sock")
 			if cfg, err := loadConfig(g); err == nil {
 				sock = systemSocket(g, cfg)

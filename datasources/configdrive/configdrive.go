@@ -203,6 +203,9 @@ func Open(r io.ReaderAt, size int64) (FS, error) {
 	var fsys FS
 	switch t {
 	case ISO9660:
+		if err := checkISO(r, size); err != nil {
+			return nil, fmt.Errorf("read config drive: %w", err)
+		}
 		fsys, err = iso9660.Read(b, 0, 0, 2048)
 	case FAT12:
 		fsys, err = fat12.Read(b, size, 0, 512)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -191,6 +193,40 @@ func FuzzRead(f *testing.F) {
 	}
 	f.Add([]byte("CD001"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = Read(bytes.NewReader(b), int64(len(b)))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = Read(bytes.NewReader(b), int64(len(b)))
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("Read of %d bytes did not return within 2s", len(b))
+		}
 	})
+}
+
+// TestCorruptISOCannotExhaustMemory: a drive whose directory record
+// claims a huge extent (found by FuzzRead) made go-diskfs allocate
+// hundreds of MiB; it must now fail at once, with little memory.
+func TestCorruptISOCannotExhaustMemory(t *testing.T) {
+	b, err := os.ReadFile("testdata/huge-directory-extent.iso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	_, err = Read(bytes.NewReader(b), int64(len(b)))
+	took := time.Since(start)
+	runtime.ReadMemStats(&m1)
+	if err == nil {
+		t.Fatal("Read of a corrupt drive = nil error")
+	}
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 16<<20 || took > 100*time.Millisecond {
+		t.Errorf("Read of a corrupt drive took %s and %d MiB, want a quick refusal (%v)", took, alloc>>20, err)
+	}
+	if !strings.Contains(err.Error(), "outside") {
+		t.Errorf("error = %v, want it to say the extent lies outside the image", err)
+	}
 }

@@ -38,10 +38,13 @@ type serviceState struct {
 	// restarting is set while Berth itself restarts the container, so its
 	// death is not a crash.
 	restarting bool
-	spec       Spec
-	status     ServiceStatus
-	backoff    *backoff
-	startedAt  time.Time
+	// lastDie is the time of the last die event handled; a resubscribed
+	// stream replays older ones.
+	lastDie   int64
+	spec      Spec
+	status    ServiceStatus
+	backoff   *backoff
+	startedAt time.Time
 }
 
 // Services reconciles and supervises the services of one engine.
@@ -556,11 +559,12 @@ func (s *Services) handleDie(ctx context.Context, m events.Message) {
 		s.mu.Unlock()
 		return
 	}
-	if st.status.LastExit != nil && st.startedAt.IsZero() {
+	if m.TimeNano != 0 && m.TimeNano <= st.lastDie {
 		// Already handled this death (a replayed event).
 		s.mu.Unlock()
 		return
 	}
+	st.lastDie = m.TimeNano
 	st.status.LastExit = &code
 	uptime := time.Since(st.startedAt)
 	st.startedAt = time.Time{}

@@ -97,7 +97,7 @@ func newRootCmd() *cobra.Command {
 		newPowerCmd(g, "poweroff"), newPowerCmd(g, "reboot"), newPowerCmd(g, "halt"),
 		newNetconfCmd(g),
 		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
-		newSystemDockerCmd(g), newRespawnCmd(g),
+		newSystemDockerCmd(g), newRespawnCmd(g), newDiskLinksCmd(g),
 	)
 	return root
 }

@@ -116,11 +116,11 @@ const (
 )
 
 const (
-	alignSectors = 2048              // 1 MiB
-	biosSectors  = 2048              // 1 MiB BIOS boot partition
-	efiSectors   = 32 << 20 / 512    // 32 MiB EFI system partition
-	gptTailSecs  = 33                // backup partition array + header
-	minStateSize = 256 << 20         // room for kernel, initrd and some state
+	alignSectors = 2048           // 1 MiB
+	biosSectors  = 2048           // 1 MiB BIOS boot partition
+	efiSectors   = 32 << 20 / 512 // 32 MiB EFI system partition
+	gptTailSecs  = 33             // backup partition array + header
+	minStateSize = 256 << 20      // room for kernel, initrd and some state
 	minDiskBytes = 1<<20 + 1<<20 + 32<<20 + minStateSize + 1<<20
 )
 

@@ -1,6 +1,7 @@
 package sysinit
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,23 @@ func TestDiskLinks(t *testing.T) {
 		}
 		if err := LinkDisk(dev, "vdc"); err != nil {
 			t.Errorf("LinkDisk(empty) = %v", err)
+		}
+	})
+}
+
+func FuzzProbeFS(f *testing.F) {
+	f.Add(make([]byte, 2048))
+	sb := make([]byte, 2048)
+	sb[1024+0x38], sb[1024+0x39] = 0x53, 0xEF
+	f.Add(sb)
+	fat := make([]byte, 512)
+	fat[510], fat[511] = 0x55, 0xAA
+	copy(fat[0x52:], "FAT32   ")
+	f.Add(fat)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := ProbeFS(bytes.NewReader(b))
+		if err == nil && fs.Type == "" {
+			t.Errorf("ProbeFS = %+v with no error and no type", fs)
 		}
 	})
 }

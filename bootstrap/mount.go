@@ -80,7 +80,6 @@ func EarlyMounts() []Mount {
 		{Source: "mqueue", Target: "/dev/mqueue", FSType: "mqueue", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755"},
 		{Source: "cgroup2", Target: "/sys/fs/cgroup", FSType: "cgroup2", Flags: nosuidNodevNoexec, Data: "nsdelegate"},
-		{Source: "securityfs", Target: "/sys/kernel/security", FSType: "securityfs", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "debugfs", Target: "/sys/kernel/debug", FSType: "debugfs", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "bpf", Target: "/sys/fs/bpf", FSType: "bpf", Flags: nosuidNodevNoexec, Optional: true},
 	}

@@ -28,7 +28,7 @@ MODULES=(
   squashfs loop overlay
   bridge br_netfilter veth 8021q bonding tun macvlan vxlan
   nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
-  button evdev
+  button evdev xfrm_user nfnetlink
 )
 # Engine binaries (paths inside the packages, under usr/); they go to the
 # squashfs with the libraries ldd finds for them.
@@ -73,6 +73,7 @@ chmod 1777 "$R/tmp"; chmod 700 "$R/root"
 install -m 755 "$ROS" "$R/bin/ros"
 ln -s bin/ros "$R/init"
 for n in init poweroff reboot halt; do ln -s ../bin/ros "$R/sbin/$n"; done
+for n in system-docker respawn cloud-init-execute cloud-init-save netconf; do ln -s ros "$R/bin/$n"; done
 install -m 755 "$CACHE/pkg/busybox-static/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list | sort); do
   case "$a" in init|linuxrc|poweroff|reboot|halt|busybox) continue ;; esac
@@ -122,11 +123,13 @@ done | sort -u | while read -r lib; do
     *) cp -L "$lib" "$S/lib/x86_64-linux-gnu/$(basename "$lib")" ;;
   esac
 done
-if [ -d platforms/sysimages/out ]; then
-  cp platforms/sysimages/out/*.tar "$S/share/berth/images/" 2>/dev/null || true
-fi
-if [ -n "${SYSIMAGES:-}" ]; then
-  cp $SYSIMAGES "$S/share/berth/images/"
+# The OS's image tarballs (`make sysimages`), loaded by System Docker once
+# per version.
+SYSIMAGES=${SYSIMAGES:-out/images}
+if compgen -G "$SYSIMAGES/*.tar" >/dev/null; then
+  cp "$SYSIMAGES"/*.tar "$S/share/berth/images/"
+else
+  log "no system image tarballs in $SYSIMAGES (make sysimages): System Docker will have no services"
 fi
 find "$S" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 log "system.sqfs ($(du -sh "$S" | cut -f1) uncompressed)"

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/berthos/berth/bootstrap"
 	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/datasources"
+	"github.com/berthos/berth/netconf"
 )
 
 // PID1ReadyLine is printed on the console when the boot is complete; the
@@ -34,6 +37,12 @@ type pid1Boot struct {
 	early *cloudinit.Config
 	// cfg is the snapshot of this boot once loaded (nil before).
 	cfg *cloudinit.Config
+
+	version  string
+	slog     *slog.Logger
+	earlyNet *netconf.State
+	// life is the context of what outlives the boot (lease renewals).
+	life context.Context
 
 	mu sync.Mutex
 	// stops run in reverse order at shutdown: User Docker, then the
@@ -63,7 +72,7 @@ type pid1Phase struct {
 // and System Docker within rancher.shutdown_timeout and ends the machine.
 // A fatal phase's error starts an emergency shell on the console. It
 // never returns.
-func RunPID1Boot() {
+func RunPID1Boot(version string) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
 	power := make(chan PID1Action, 4)
@@ -73,13 +82,22 @@ func RunPID1Boot() {
 		}
 	}()
 
-	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline()}
+	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline(), version: version}
+	b.slog = slog.New(slog.NewTextHandler(pid1LogWriter{b.log}, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
 	if s := os.Getenv(pid1TimelineEnv); s != "" {
 		_ = json.Unmarshal([]byte(s), &b.tl.Phases)
 	}
 	os.Unsetenv(pid1TimelineEnv)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	b.life = ctx
 
 	go func() {
 		defer func() {
@@ -114,8 +132,12 @@ func pid1Phases() []pid1Phase {
 		{name: "system image", fatal: true, run: (*pid1Boot).systemImage},
 		{name: "etc", run: (*pid1Boot).etc},
 		{name: "state disk", fatal: true, run: (*pid1Boot).stateDisk},
+		{name: "config (local)", run: (*pid1Boot).loadConfig},
+		{name: "network (early)", run: (*pid1Boot).networkEarly},
+		{name: "datasources", run: (*pid1Boot).datasources},
 		{name: "config", run: (*pid1Boot).loadConfig},
-		{name: "hostname", run: (*pid1Boot).hostname},
+		{name: "network", run: (*pid1Boot).network},
+		{name: "engines", fatal: true, run: (*pid1Boot).engines},
 	}
 }
 
@@ -267,15 +289,97 @@ func (b *pid1Boot) loadConfig(ctx context.Context) error {
 	return nil
 }
 
-func (b *pid1Boot) hostname(ctx context.Context) error {
+// pid1LogWriter turns slog's lines into the console log.
+type pid1LogWriter struct{ log *bootstrap.Logger }
+
+func (w pid1LogWriter) Write(p []byte) (int, error) {
+	w.log.Printf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (b *pid1Boot) datasourceList() []string {
+	if b.cfg != nil && len(b.cfg.Rancher.CloudInit.Datasources) > 0 {
+		return b.cfg.Rancher.CloudInit.Datasources
+	}
+	return b.early.Rancher.CloudInit.Datasources
+}
+
+// networkEarly brings links up and, when a network datasource is listed,
+// takes temporary DHCP leases for it.
+func (b *pid1Boot) networkEarly(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := netconf.Early(ctx, datasources.NeedsNetwork(b.datasourceList()), netconf.WithLogger(b.slog))
+	b.earlyNet = st
+	return err
+}
+
+// datasources asks the configured sources for user-data and metadata and
+// saves the answer where cloudinit.Load reads it.
+func (b *pid1Boot) datasources(ctx context.Context) error {
+	list := b.datasourceList()
+	if len(list) == 0 {
+		b.log.Printf("no datasources configured (rancher.cloud_init.datasources)")
+		return nil
+	}
+	ci := b.early.Rancher.CloudInit
+	if b.cfg != nil {
+		ci = b.cfg.Rancher.CloudInit
+	}
+	d, err := datasources.Run(ctx, list, datasources.ConfigOptions(ci)...)
+	if err != nil {
+		return fmt.Errorf("datasources: %w", err)
+	}
+	for _, r := range d.Sources {
+		b.log.Printf("datasource %s", pid1Record(r))
+	}
+	if d.Chosen != "" {
+		b.log.Printf("datasource %s answered (%s)", d.Chosen, time.Duration(d.Took).Round(time.Millisecond))
+	} else {
+		b.log.Printf("no datasource answered; keeping what an earlier boot saved")
+	}
+	return datasources.Save("/", d)
+}
+
+func pid1Record(r any) string {
+	data, _ := json.Marshal(r)
+	return string(data)
+}
+
+// network applies the final rancher.network, keeping the early leases, and
+// keeps the leases renewed for the machine's lifetime.
+func (b *pid1Boot) network(ctx context.Context) error {
 	name := b.cfg.Hostname
 	if name == "" {
 		name = pid1Or(b.cfg.Rancher.Defaults.Hostname, "berth")
 	}
-	if err := unix.Sethostname([]byte(name)); err != nil {
-		return fmt.Errorf("sethostname %s: %w", name, err)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := netconf.Apply(ctx, b.cfg.Rancher.Network, netconf.WithHostname(name), netconf.WithPrevious(b.earlyNet), netconf.WithLogger(b.slog))
+	if st != nil {
+		go func() { _ = st.Run(b.life) }()
 	}
-	return os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
+	if err != nil {
+		if herr := unix.Sethostname([]byte(name)); herr != nil {
+			b.log.Printf("sethostname %s: %v", name, herr)
+		}
+		return fmt.Errorf("network: %w", err)
+	}
+	return nil
+}
+
+// engines starts System Docker and the services (User Docker among them);
+// shutdown stops them in reverse.
+func (b *pid1Boot) engines(ctx context.Context) error {
+	e, err := StartEngines(ctx, b.cfg, WithVersion(b.version), WithLogger(b.slog))
+	if err != nil {
+		return err
+	}
+	b.addStop("engines", e.Shutdown)
+	if e.StartErr != nil {
+		b.log.Printf("services: %v", e.StartErr)
+	}
+	return nil
 }
 
 func pid1Or(s, def string) string {

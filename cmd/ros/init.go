@@ -44,7 +44,7 @@ func newInitCmd(g *globalFlags) *cobra.Command {
 			if os.Getppid() != 1 {
 				return fmt.Errorf("_boot: only PID 1 starts this")
 			}
-			sysinit.RunPID1Boot()
+			sysinit.RunPID1Boot(version)
 			return nil
 		},
 	}

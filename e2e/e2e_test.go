@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bootTimeout is how long a boot may take to print the ready line under
+// TCG on a loaded 2-core machine.
+const bootTimeout = 6 * time.Minute
+
+func image(t *testing.T) Image {
+	t.Helper()
+	dir := os.Getenv("BERTH_IMAGE")
+	if dir == "" {
+		dir = "../out/image"
+	}
+	for _, f := range []string{"vmlinux", "initrd"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Skipf("no image in %s (run `make image`, or `make e2e` which builds it): %v", dir, err)
+		}
+	}
+	abs, _ := filepath.Abs(dir)
+	return Image{Dir: abs}
+}
+
+// sshKey makes an ed25519 key pair and returns the private key path and
+// the public key.
+func sshKey(t *testing.T) (string, string) {
+	t.Helper()
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("ssh-keygen not installed (apt-get install openssh-client)")
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, strings.TrimSpace(string(pub))
+}
+
+// serve serves body at every path on a loopback port; the guest reaches
+// it at 10.0.2.100:80 through the returned guestfwd option.
+func serve(t *testing.T, body string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Logf("host http: %s %s", r.Method, r.URL.Path)
+		fmt.Fprint(w, body)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	nc := "nc"
+	if _, err := exec.LookPath("nc"); err != nil {
+		nc = "busybox nc"
+	}
+	return fmt.Sprintf("guestfwd=tcp:10.0.2.100:80-cmd:%s 127.0.0.1 %d", nc, l.Addr().(*net.TCPAddr).Port)
+}
+
+// logTimeline prints the guest's boot timeline, so regressions show in
+// every test's output.
+func logTimeline(t *testing.T, vm *VM, ready time.Duration) {
+	t.Helper()
+	out, code, err := vm.Console("ros boot timeline", time.Minute)
+	if err != nil || code != 0 {
+		t.Errorf("ros boot timeline: exit %d, %v: %s", code, err, out)
+		return
+	}
+	t.Logf("ready line %.2f s after qemu start; boot timeline (s since kernel start):\n%s", ready.Seconds(), out)
+}
+
+// TestCmdline boots with the kernel command line as the datasource: a
+// cloud-config-url served from the host, cc. and rancher. keys.
+func TestCmdline(t *testing.T) {
+	img := image(t)
+	key, pub := sshKey(t)
+	userData := fmt.Sprintf(`#cloud-config
+hostname: from-user-data
+ssh_authorized_keys:
+  - %s
+write_files:
+  - path: /var/lib/rancher/e2e-written
+    permissions: "0644"
+    content: |
+      written by write_files
+runcmd:
+  - echo runcmd-ran > /var/log/e2e-runcmd
+`, pub)
+	fwd := serve(t, userData)
+	vm := Boot(t, img, VMConfig{
+		Net: fwd,
+		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data " +
+			// The command line beats user-data.
+			"cc.hostname=e2e-cmdline " +
+			"rancher.network.interfaces.eth0.address=10.0.2.15/24 rancher.network.interfaces.eth0.gateway=10.0.2.2",
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+
+	t.Run("hostname from cc.hostname beats user-data", func(t *testing.T) {
+		if got := vm.MustConsole("hostname"); got != "e2e-cmdline" {
+			t.Errorf("hostname = %q, want %q", got, "e2e-cmdline")
+		}
+	})
+	t.Run("static address from rancher.network", func(t *testing.T) {
+		if got := vm.MustConsole("ip -4 -o addr show dev eth0"); !strings.Contains(got, "10.0.2.15/24") {
+			t.Errorf("eth0 addresses = %q, want 10.0.2.15/24", got)
+		}
+	})
+	t.Run("datasource", func(t *testing.T) {
+		got, code, err := vm.Console("ros datasource explain", time.Minute)
+		if err != nil || code != 0 || !strings.Contains(got, "cmdline") {
+			t.Errorf("ros datasource explain: exit %d, %v: %q, want it to name cmdline", code, err, got)
+		}
+	})
+	t.Run("write_files", func(t *testing.T) {
+		out, code, err := vm.Console("for i in $(seq 60); do [ -f /var/lib/rancher/e2e-written ] && break; sleep 1; done; cat /var/lib/rancher/e2e-written", 2*time.Minute)
+		if err != nil || code != 0 || out != "written by write_files" {
+			t.Errorf("write_files: exit %d, %v: %q", code, err, out)
+		}
+	})
+	t.Run("ssh key from user-data", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		got, err := vm.SSH(ctx, key, "hostname", 3*time.Minute)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		if got != "e2e-cmdline" {
+			t.Errorf("ssh hostname = %q, want e2e-cmdline", got)
+		}
+	})
+	t.Run("system services", func(t *testing.T) {
+		out, code, err := vm.Console("system-docker ps --format '{{.Names}}'", time.Minute)
+		if err != nil || code != 0 {
+			t.Fatalf("system-docker ps: exit %d, %v: %s", code, err, out)
+		}
+		for _, want := range []string{"console", "docker"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("system-docker ps = %q, want a %s service", out, want)
+			}
+		}
+	})
+	t.Run("poweroff ends qemu", func(t *testing.T) {
+		_, _, _ = vm.Console("poweroff", 10*time.Second)
+		if err := vm.WaitExit(2 * time.Minute); err != nil {
+			t.Errorf("poweroff: %v", err)
+		}
+	})
+}

@@ -1,0 +1,330 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ReadyLine is what PID 1 prints when the boot is complete
+// (sysinit.PID1ReadyLine).
+const ReadyLine = "Berth is up"
+
+// Accel says which qemu accelerator to use: KVM only when /dev/kvm opens
+// and the CPU has vmx or svm (MACHINE.md: /dev/kvm exists but does not
+// work on the build machines), TCG otherwise.
+func Accel() string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	cpu, _ := os.ReadFile("/proc/cpuinfo")
+	if regexp.MustCompile(`\b(vmx|svm)\b`).Match(cpu) {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// Image is the built image the tests boot.
+type Image struct {
+	Dir string // out/image: vmlinux, vmlinuz, initrd, berth.iso
+}
+
+// VMConfig is one boot.
+type VMConfig struct {
+	Cmdline string   // appended to the base command line
+	MemMB   int      // default 1024
+	Net     string   // extra -netdev user options (guestfwd=..., net=...)
+	Args    []string // extra qemu arguments (drives, -smbios)
+	// Disk is a raw disk image attached as virtio (vda).
+	Disk string
+}
+
+// VM is a running qemu.
+type VM struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	SSHPort int
+	Started time.Time
+
+	mu    sync.Mutex
+	lines []Line
+	cond  *sync.Cond
+	done  chan struct{}
+	log   *os.File
+	// serialNo numbers console commands so their output can be found.
+	serialNo int
+}
+
+// Line is one console line and when it arrived (since qemu started).
+type Line struct {
+	At   time.Duration
+	Text string
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Boot starts qemu with the image's PVH vmlinux and initrd, the serial
+// console on a pipe (logged to a file in t's temp dir), SSH forwarded to
+// a free local port, and stops it when the test ends.
+func Boot(t testing.TB, img Image, c VMConfig) *VM {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+	}
+	if c.MemMB == 0 {
+		c.MemMB = 1024
+	}
+	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
+	vm.cond = sync.NewCond(&vm.mu)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
+	if c.Net != "" {
+		netdev += "," + c.Net
+	}
+	accel := Accel()
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{
+		"-accel", accel, "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(c.MemMB),
+		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + c.Cmdline),
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		"-device", "virtio-rng-pci",
+	}
+	if c.Disk != "" {
+		args = append(args, "-drive", "file="+c.Disk+",if=virtio,format=raw")
+	}
+	args = append(args, c.Args...)
+	vm.cmd = exec.Command("qemu-system-x86_64", args...)
+	var err error
+	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := vm.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.cmd.Stderr = vm.cmd.Stdout
+	logPath := filepath.Join(t.TempDir(), "console.log")
+	if vm.log, err = os.Create(logPath); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("qemu (%s): %s", accel, strings.Join(vm.cmd.Args, " "))
+	vm.Started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	go vm.read(out)
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("console (last 80 lines):\n%s", vm.Tail(80))
+		}
+	})
+	return vm
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+func (vm *VM) read(r io.Reader) {
+	defer close(vm.done)
+	br := bufio.NewReader(r)
+	for {
+		s, err := br.ReadString('\n')
+		if s != "" {
+			at := time.Since(vm.Started)
+			s = ansi.ReplaceAllString(strings.TrimRight(s, "\r\n"), "")
+			fmt.Fprintf(vm.log, "%9.3f %s\n", at.Seconds(), s)
+			vm.mu.Lock()
+			vm.lines = append(vm.lines, Line{at, s})
+			vm.cond.Broadcast()
+			vm.mu.Unlock()
+		}
+		if err != nil {
+			vm.mu.Lock()
+			vm.cond.Broadcast()
+			vm.mu.Unlock()
+			return
+		}
+	}
+}
+
+// Exited says whether qemu has ended.
+func (vm *VM) Exited() bool {
+	select {
+	case <-vm.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitLine waits for a console line matching re after line index from,
+// returning it and its index.
+func (vm *VM) WaitLine(re *regexp.Regexp, from int, timeout time.Duration) (Line, int, error) {
+	deadline := time.Now().Add(timeout)
+	stop := time.AfterFunc(timeout, func() {
+		vm.mu.Lock()
+		vm.cond.Broadcast()
+		vm.mu.Unlock()
+	})
+	defer stop.Stop()
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	for i := from; ; {
+		for ; i < len(vm.lines); i++ {
+			if re.MatchString(vm.lines[i].Text) {
+				return vm.lines[i], i, nil
+			}
+		}
+		if vm.Exited() {
+			return Line{}, i, fmt.Errorf("qemu exited before a line matched %q", re)
+		}
+		if time.Now().After(deadline) {
+			return Line{}, i, fmt.Errorf("no console line matched %q within %s", re, timeout)
+		}
+		vm.cond.Wait()
+	}
+}
+
+// WaitReady waits for PID 1's ready line and returns when it came.
+func (vm *VM) WaitReady(timeout time.Duration) time.Duration {
+	vm.t.Helper()
+	l, _, err := vm.WaitLine(regexp.MustCompile(regexp.QuoteMeta(ReadyLine)), 0, timeout)
+	if err != nil {
+		vm.t.Fatalf("boot: %v", err)
+	}
+	return l.At
+}
+
+// Console runs a shell command on the serial console (the autologin
+// shell) and returns its output lines and exit code.
+func (vm *VM) Console(cmd string, timeout time.Duration) (string, int, error) {
+	vm.mu.Lock()
+	vm.serialNo++
+	n := vm.serialNo
+	from := len(vm.lines)
+	vm.mu.Unlock()
+	begin, end := fmt.Sprintf("=B%d=", n), fmt.Sprintf("=E%d=", n)
+	// The markers are built by the shell so the echoed command line does
+	// not match them.
+	line := fmt.Sprintf("echo =B%d\"=\"; %s; echo =E%d\"=\"$?\n", n, cmd, n)
+	if _, err := io.WriteString(vm.stdin, line); err != nil {
+		return "", -1, fmt.Errorf("console: %w", err)
+	}
+	_, bi, err := vm.WaitLine(regexp.MustCompile("^"+regexp.QuoteMeta(begin)+"$"), from, timeout)
+	if err != nil {
+		return "", -1, fmt.Errorf("console %q: %w", cmd, err)
+	}
+	l, ei, err := vm.WaitLine(regexp.MustCompile("^"+regexp.QuoteMeta(end)+`(\d+)$`), bi, timeout)
+	if err != nil {
+		return "", -1, fmt.Errorf("console %q: %w", cmd, err)
+	}
+	code := 0
+	fmt.Sscanf(strings.TrimPrefix(l.Text, end), "%d", &code)
+	vm.mu.Lock()
+	var out []string
+	kmsg := regexp.MustCompile(`^\[ *[0-9]+\.[0-9]+\] `)
+	for _, x := range vm.lines[bi+1 : ei] {
+		if !kmsg.MatchString(x.Text) {
+			out = append(out, x.Text)
+		}
+	}
+	vm.mu.Unlock()
+	return strings.Join(out, "\n"), code, nil
+}
+
+// MustConsole is Console that fails the test on error or a non-zero exit.
+func (vm *VM) MustConsole(cmd string) string {
+	vm.t.Helper()
+	out, code, err := vm.Console(cmd, 60*time.Second)
+	if err != nil {
+		vm.t.Fatal(err)
+	}
+	if code != 0 {
+		vm.t.Fatalf("console %q: exit %d: %s", cmd, code, out)
+	}
+	return out
+}
+
+// Tail returns the last n console lines.
+func (vm *VM) Tail(n int) string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	var b bytes.Buffer
+	start := max(0, len(vm.lines)-n)
+	for _, l := range vm.lines[start:] {
+		fmt.Fprintf(&b, "%9.3f %s\n", l.At.Seconds(), l.Text)
+	}
+	return b.String()
+}
+
+// WaitExit waits for qemu to end by itself.
+func (vm *VM) WaitExit(timeout time.Duration) error {
+	select {
+	case <-vm.done:
+		_ = vm.cmd.Wait()
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("qemu still running after %s", timeout)
+	}
+}
+
+// Kill ends qemu (by its pid) if it still runs.
+func (vm *VM) Kill() {
+	if !vm.Exited() && vm.cmd.Process != nil {
+		_ = vm.cmd.Process.Kill()
+		<-vm.done
+		_ = vm.cmd.Wait()
+	}
+	vm.log.Close()
+}
+
+// SSH runs a command in the guest as rancher over the forwarded port with
+// key, retrying the connection until timeout (the console service starts
+// late in the boot).
+func (vm *VM) SSH(ctx context.Context, key, command string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		cmd := exec.CommandContext(ctx, "ssh", "-i", key, "-p", fmt.Sprint(vm.SSHPort),
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+			"rancher@127.0.0.1", command)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return strings.TrimSpace(string(out)), nil
+		}
+		if _, ok := err.(*exec.ExitError); ok && cmd.ProcessState.ExitCode() != 255 {
+			return strings.TrimSpace(string(out)), fmt.Errorf("ssh %q: %w: %s", command, err, out)
+		}
+		if time.Now().After(deadline) || vm.Exited() {
+			return strings.TrimSpace(string(out)), fmt.Errorf("ssh %q: %w: %s", command, err, out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}

@@ -98,6 +98,7 @@ func newRootCmd() *cobra.Command {
 		newNetconfCmd(g),
 		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
 		newSystemDockerCmd(g), newRespawnCmd(g), newDiskLinksCmd(g),
+		newInstallCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,41 @@
+package install
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+func TestFromISO(t *testing.T) {
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skipf("xorriso not installed: %v", err)
+	}
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree", "boot")
+	os.MkdirAll(tree, 0o755)
+	os.WriteFile(filepath.Join(tree, "vmlinuz"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(tree, "initrd"), []byte("initrd with system image"), 0o644)
+	iso := filepath.Join(dir, "berth.iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", iso, filepath.Join(dir, "tree")).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v: %s", err, out)
+	}
+	out := t.TempDir()
+	k, i, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0"), iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{k: "kernel", i: "initrd with system image"} {
+		if got, _ := os.ReadFile(path); string(got) != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	// An installed root's own /boot wins over the ISO.
+	k2, _, err := FindSources(filepath.Join(dir, "tree"), out, iso)
+	if err != nil || k2 != filepath.Join(dir, "tree", "boot", "vmlinuz") {
+		t.Errorf("FindSources(root with /boot) = %s, %v", k2, err)
+	}
+	if _, _, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0")); err == nil {
+		t.Error("FindSources with nothing to find: no error")
+	}
+}

@@ -40,11 +40,20 @@ unit: ## Go tests only (unit and integration: real dockerd, dnsmasq, netns where
 
 test: deps tools build lint unit ## Everything CI runs: deps, lint, unit + integration tests
 
-run: ## Build the image and boot it in qemu (not yet: the image issue)
-	@echo "make run: not yet; the bootable image lands with the image issue" >&2; exit 1
+.PHONY: image bench-boot
+image: build sysimages ## The bootable image in out/image: vmlinuz, vmlinux, initrd, system.sqfs, berth.iso (Debian packages, reproducible)
+	platforms/build-image.sh bin/ros
 
-e2e: ## Boot the real image in qemu and test it (not yet: the image issue)
-	@echo "make e2e: not yet; the e2e suite lands with the image issue" >&2; exit 1
+run: ## Boot Berth in qemu: console on this terminal, SSH on 127.0.0.1:2222 (builds what is missing)
+	@[ -s out/image/initrd ] || $(MAKE) image
+	platforms/run.sh
+
+E2E_FLAGS ?= -count=1 -timeout 40m -v
+e2e: image ## Boot the real image in qemu and test it over the console and SSH
+	$(GO) test -tags e2e $(E2E_FLAGS) ./e2e/
+
+bench-boot: image ## Boot timings: qemu start to PID 1, network, datasource, System Docker, services, User Docker
+	$(GO) test -tags e2e -count=1 -timeout 30m -v -run 'TestBenchBoot' ./e2e/
 
 .PHONY: fuzz-config bench-config
 fuzz-config: ## Fuzz the config parsers (kernel cmdline, cloud-config, user-data), 60 s each
@@ -57,12 +66,12 @@ bench-config: ## Benchmark parse + validate + merge of a 500-line cloud-config
 bench-netconf: ## Benchmark apply -> usable address, static and DHCP against dnsmasq (root; netns)
 	$(GO) test -run '^$$' -bench 'Apply' -benchtime 100x ./netconf/
 
-.PHONY: images test-engines
-images: build ## The OS's image tarballs (base, console, docker) into out/images, tagged $(VERSION), no daemon needed
+.PHONY: sysimages test-engines
+sysimages: build ## The OS's image tarballs (base, console, docker) into out/images, tagged $(VERSION), no daemon needed
 	$(GO) run ./platforms/sysimages/cmd/sysimages -ros bin/ros -version $(VERSION) -out out/images
 
 test-engines: ## The System Docker / services / User Docker tests against real dockerd (root), verbose, with the benchmark lines
-	$(GO) test -count=1 -timeout 10m -v -run 'Test(SystemDocker|LoadOS|Reconcile|Supervision|StartEngines|SupervisorAsPID1)' ./sysinit | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|BENCH|latency|took|after'
+	$(GO) test -count=1 -timeout 10m -v -run 'Test(SystemDocker|LoadOS|Reconcile|Supervision|StartEngines|SupervisorAsPID1|DefaultServicesComeUp|Reload)' ./sysinit | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|BENCH|latency|took|after'
 
 clean: ## Remove build output
 	rm -rf bin out

@@ -253,7 +253,7 @@ func testImages(t *testing.T) string {
 		}
 		imgs := filepath.Join(dir, "images")
 		_, imagesErr = sysimages.Build(context.Background(), imgs,
-			sysimages.WithRos(ros), sysimages.WithVersion(testVersion), sysimages.WithOnly(sysimages.Base, sysimages.Docker))
+			sysimages.WithRos(ros), sysimages.WithVersion(testVersion))
 		imagesDir = imgs
 	})
 	if imagesErr != nil {

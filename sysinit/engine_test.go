@@ -56,7 +56,7 @@ func TestLoadOSImagesOncePerVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadOSImages: %v", err)
 	}
-	want := []string{sysimages.Ref(sysimages.Base, testVersion), sysimages.Ref(sysimages.Docker, testVersion)}
+	want := []string{sysimages.Ref(sysimages.Base, testVersion), sysimages.Ref(sysimages.Console, testVersion), sysimages.Ref(sysimages.Docker, testVersion)}
 	if diff := cmp.Diff(want, refs); diff != "" {
 		t.Errorf("loaded images (-want +got):\n%s", diff)
 	}

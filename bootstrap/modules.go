@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,29 +99,56 @@ func (md *ModuleDeps) Order(names []string) (files []string, missing []string) {
 }
 
 // LoadModules loads the named modules and their dependencies with
-// finit_module. A module already loaded or built in is fine; an unknown
-// name or a failed load is logged and the rest go on. It returns the
-// number loaded and the first error.
+// finit_module, each as soon as its dependencies are in, several at once
+// (module init is mostly probing hardware, which overlaps well). A module
+// already loaded or built in is fine; an unknown name or a failed load is
+// logged and the rest go on. It returns the number loaded and the first
+// error.
 func LoadModules(log *Logger, md *ModuleDeps, names []string) (int, error) {
 	files, missing := md.Order(names)
 	for _, m := range missing {
 		log.Printf("module %s: not in modules.dep (built in or not shipped)", m)
 	}
-	var first error
-	n := 0
+	done := map[string]chan struct{}{}
 	for _, f := range files {
-		err := finitModule(filepath.Join(md.dir, f))
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, unix.EEXIST):
-		default:
-			log.Printf("%v", err)
-			if first == nil {
-				first = err
-			}
-		}
+		done[modName(f)] = make(chan struct{})
 	}
+	var (
+		mu    sync.Mutex
+		first error
+		n     int
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, 4)
+	)
+	for _, f := range files {
+		name := modName(f)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[name])
+			for _, d := range md.deps[name] {
+				if ch, ok := done[d]; ok {
+					<-ch
+				}
+			}
+			slots <- struct{}{}
+			err := finitModule(filepath.Join(md.dir, f))
+			<-slots
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, unix.EEXIST):
+			default:
+				log.Printf("%v", err)
+				if first == nil {
+					first = err
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	return n, first
 }
 

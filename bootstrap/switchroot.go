@@ -94,10 +94,16 @@ func moveTree(src, dst string, keep []string) (files int, bytes int64, err error
 		}
 		if st.Dev != rootDev {
 			// A mount point: its mount moves, it needs a directory.
-			_ = os.MkdirAll(filepath.Join(dst, p), 0o755)
+			if rel, err := filepath.Rel(src, p); err == nil {
+				_ = os.MkdirAll(filepath.Join(dst, rel), 0o755)
+			}
 			return filepath.SkipDir
 		}
-		target := filepath.Join(dst, p)
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
 		mode := fs.FileMode(st.Mode & 0o7777)
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:

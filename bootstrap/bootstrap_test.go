@@ -1,0 +1,177 @@
+package bootstrap
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+func TestModuleOrder(t *testing.T) {
+	dep := `kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/drivers/net/bonding/bonding.ko: kernel/net/tls/tls.ko
+kernel/net/tls/tls.ko:
+kernel/drivers/char/hw_random/virtio-rng.ko:
+`
+	md, err := ParseModulesDep("/lib/modules/x", strings.NewReader(dep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		names       []string
+		wantFiles   []string
+		wantMissing []string
+	}{
+		{[]string{"virtio_net"}, []string{"kernel/net/core/failover.ko", "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko"}, nil},
+		// "-" and "_" are the same; each module once; unknown names reported.
+		{[]string{"virtio-rng", "virtio_rng", "ext4"}, []string{"kernel/drivers/char/hw_random/virtio-rng.ko"}, []string{"ext4"}},
+		{[]string{"bonding", "tls"}, []string{"kernel/net/tls/tls.ko", "kernel/drivers/net/bonding/bonding.ko"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.names, ","), func(t *testing.T) {
+			files, missing := md.Order(tt.names)
+			if diff := cmp.Diff(tt.wantFiles, files); diff != "" {
+				t.Errorf("Order(%q) files (-want +got):\n%s", tt.names, diff)
+			}
+			if diff := cmp.Diff(tt.wantMissing, missing); diff != "" {
+				t.Errorf("Order(%q) missing (-want +got):\n%s", tt.names, diff)
+			}
+		})
+	}
+}
+
+func TestMountString(t *testing.T) {
+	got := EarlyMounts()[0].String()
+	if want := "mount -t proc -o nosuid,nodev,noexec proc /proc"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+func TestStateDiskIdentity(t *testing.T) {
+	mkfs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Skip("mke2fs not installed (apt-get install e2fsprogs)")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(16 << 20); err != nil {
+		t.Fatal(err)
+	}
+	blank, err := IsBlank(f)
+	if err != nil || !blank {
+		t.Fatalf("IsBlank(new sparse file) = %v, %v; want true", blank, err)
+	}
+	if _, ok := ReadExtIdentity(f); ok {
+		t.Errorf("ReadExtIdentity(blank) found a filesystem")
+	}
+	if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", StateLabel, img).CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
+	id, ok := ReadExtIdentity(f)
+	if !ok || id.Label != StateLabel || len(id.UUID) != 36 {
+		t.Errorf("ReadExtIdentity(formatted) = %+v, %v; want label %s and a UUID", id, ok, StateLabel)
+	}
+	if blank, _ := IsBlank(f); blank {
+		t.Errorf("IsBlank(formatted disk) = true: Berth would format a disk with data")
+	}
+	// One non-zero byte anywhere in the first MiB makes a disk not blank.
+	g, _ := os.Create(filepath.Join(dir, "b.img"))
+	g.Truncate(4 << 20)
+	g.WriteAt([]byte{1}, 1<<20-1)
+	if blank, _ := IsBlank(g); blank {
+		t.Errorf("IsBlank(disk with a byte at 1MiB-1) = true")
+	}
+	f.Close()
+	g.Close()
+}
+
+func TestTimeline(t *testing.T) {
+	clock := time.Duration(0)
+	tl := &Timeline{now: func() time.Duration { return clock }}
+	clock = 2 * time.Second
+	end := tl.Begin("modules")
+	clock += 1500 * time.Millisecond
+	end(nil)
+	end = tl.Begin("engines")
+	clock += time.Second
+	end(os.ErrNotExist)
+	tl.Mark("ready")
+	path := filepath.Join(t.TempDir(), "var/log/boot-timeline.json")
+	if err := tl.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadTimeline(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Phase{
+		{Name: "modules", Start: 2 * time.Second, Duration: 1500 * time.Millisecond},
+		{Name: "engines", Start: 3500 * time.Millisecond, Duration: time.Second, Error: "file does not exist"},
+		{Name: "ready", Start: 4500 * time.Millisecond},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ReadTimeline (-want +got):\n%s", diff)
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, got); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "modules  2.000  3.500  1.500") {
+		t.Errorf("WriteTable:\n%s\nwant a modules row 2.000 3.500 1.500", table.String())
+	}
+	var svg bytes.Buffer
+	if err := WriteSVG(&svg, got); err != nil {
+		t.Fatal(err)
+	}
+	if s := svg.String(); !strings.HasPrefix(s, "<svg") || strings.Count(s, "<rect") != 3 || !strings.Contains(s, "#d94a4a") {
+		t.Errorf("WriteSVG: want an svg with 3 bars, the failed one red:\n%s", s)
+	}
+}
+
+func TestMoveTree(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	for p, c := range map[string]string{"bin/ros": "ros", "lib/modules/x/a.ko": "a", "berth/system.sqfs": "big"} {
+		os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(src, p), []byte(c), 0o755)
+	}
+	os.Symlink("bin/ros", filepath.Join(src, "init"))
+	keep := filepath.Join(src, "berth/system.sqfs")
+	n, _, err := moveTree(src, dst, []string{keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("moveTree moved %d entries, want 3 (2 files, 1 link)", n)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "bin/ros")); err != nil || string(b) != "ros" {
+		t.Errorf("moved bin/ros = %q, %v", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "init")); err != nil || l != "bin/ros" {
+		t.Errorf("moved init link = %q, %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "bin/ros")); !os.IsNotExist(err) {
+		t.Errorf("source bin/ros still there after the move (memory used twice)")
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("kept file removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "berth/system.sqfs")); !os.IsNotExist(err) {
+		t.Errorf("kept file copied")
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dst, "bin/ros"), &st); err != nil || st.Mode&0o777 != 0o755 {
+		t.Errorf("moved file mode = %o, want 755", st.Mode&0o777)
+	}
+}

@@ -40,7 +40,7 @@ func TestRunWithRealSources(t *testing.T) {
 		minTook, maxTook time.Duration
 	}{
 		{
-			name:    "slow ec2 first in the list beats fast gce",
+			name: "slow ec2 first in the list beats fast gce",
 			// The delay is per request; ec2 makes about fifteen.
 			ec2F:    fake.Faults{Delay: 20 * time.Millisecond},
 			budget:  5 * time.Second,

@@ -118,13 +118,23 @@ func serviceRows(ctx context.Context, g *globalFlags, cfg *cloudinit.Config) []s
 		}
 	}
 	states := map[string]string{}
+	exits := map[string]int{}
 	if cli, err := systemClient(g, cfg); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		l, err := cli.ContainerList(cctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", sysinit.LabelService)})
 		cancel()
 		if err == nil {
 			for _, c := range l.Items {
-				states[c.Labels[sysinit.LabelService]] = string(c.State)
+				n := c.Labels[sysinit.LabelService]
+				states[n] = string(c.State)
+				// "Exited (3) 2 minutes ago"
+				if rest, ok := strings.CutPrefix(c.Status, "Exited ("); ok {
+					if code, _, ok := strings.Cut(rest, ")"); ok {
+						if v, err := strconv.Atoi(code); err == nil {
+							exits[n] = v
+						}
+					}
+				}
 			}
 		}
 		cli.Close()
@@ -144,8 +154,14 @@ func serviceRows(ctx context.Context, g *globalFlags, cfg *cloudinit.Config) []s
 		} else if on && r.Engine == "system-docker" {
 			r.State = "missing"
 		}
+		if v, ok := exits[name]; ok {
+			r.LastExit = &v
+		}
 		if st, ok := status[name]; ok {
-			r.Restarts, r.LastExit, r.Error = st.Restarts, st.LastExit, st.Error
+			r.Restarts, r.Error = st.Restarts, st.Error
+			if st.LastExit != nil {
+				r.LastExit = st.LastExit
+			}
 			if r.Engine == "docker" && r.State == "-" && st.ContainerID != "" {
 				r.State = "created"
 			}

@@ -1,0 +1,46 @@
+// Command cloudimage builds Berth's cloud images (berth-openstack.qcow2,
+// berth-gce.tar.gz, berth-ec2.raw, berth-ec2.vmdk) from the kernel and
+// initrd of the bootable image, and prints each one's size.
+//
+//	cloudimage -kernel out/image/vmlinuz -initrd out/image/initrd -out out/images
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/berthos/berth/platforms/cloudimage"
+)
+
+func main() {
+	kernel := flag.String("kernel", "out/image/vmlinuz", "kernel to install")
+	initrd := flag.String("initrd", "out/image/initrd", "initrd (with the system image) to install")
+	out := flag.String("out", "out/images", "output directory")
+	size := flag.Int64("size-gib", 2, "disk size of each image in GiB")
+	seed := flag.String("seed", "berth", "seed of the GUIDs and UUIDs (the build passes the commit)")
+	epoch := flag.Int64("epoch", 0, "timestamp of every file, in Unix seconds (the build passes SOURCE_DATE_EPOCH)")
+	only := flag.String("only", "", "comma-separated image names to build (default all)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	opts := []cloudimage.Option{
+		cloudimage.WithOutDir(*out), cloudimage.WithDiskSize(*size << 30), cloudimage.WithSeed(*seed),
+		cloudimage.WithEpoch(time.Unix(*epoch, 0)), cloudimage.WithLog(os.Stderr),
+	}
+	if *only != "" {
+		opts = append(opts, cloudimage.WithOnly(strings.Split(*only, ",")...))
+	}
+	results, err := cloudimage.New(*kernel, *initrd, opts...).Build(ctx)
+	for _, r := range results {
+		fmt.Println(r)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cloudimage:", err)
+		os.Exit(1)
+	}
+}

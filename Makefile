@@ -73,5 +73,8 @@ sysimages: build ## The OS's image tarballs (base, console, docker) into out/ima
 test-engines: ## The System Docker / services / User Docker tests against real dockerd (root), verbose, with the benchmark lines
 	$(GO) test -count=1 -timeout 10m -v -run 'Test(SystemDocker|LoadOS|Reconcile|Supervision|StartEngines|SupervisorAsPID1|DefaultServicesComeUp|Reload)' ./sysinit | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|BENCH|latency|took|after'
 
+bench-engines: build ## Engines with the real bin/ros: start to services running, RSS, restart latency, shutdown (root)
+	bash sysinit/bench-engines.sh bin/ros
+
 clean: ## Remove build output
 	rm -rf bin out

@@ -338,6 +338,7 @@ func newServiceLogsCmd(g *globalFlags) *cobra.Command {
 
 func newEngineCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "engine", Short: "The Docker engines Berth ships"}
+	cmd.AddCommand(newEngineRunCmd(g))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List the engine versions shipped (System Docker and User Docker run the same one)",
@@ -474,5 +475,45 @@ func newRespawnCmd(*globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "/etc/respawn.conf", "the commands, one per line")
+	return cmd
+}
+
+// newEngineRunCmd is `ros engine run`: what PID 1's boot does with the
+// engines, in the foreground, for debugging and benchmarks: start System
+// Docker and the services of the merged config, supervise them, and shut
+// them down on SIGTERM or SIGINT.
+func newEngineRunCmd(g *globalFlags) *cobra.Command {
+	var images, imgVersion string
+	cmd := &cobra.Command{
+		Use:    "run",
+		Short:  "Start System Docker and the services in the foreground; stop them on SIGTERM",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			t0 := time.Now()
+			eng, err := sysinit.StartEngines(ctx, cfg, sysinit.WithRoot(g.root), sysinit.WithImageDir(images),
+				sysinit.WithVersion(imgVersion), sysinit.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "engines up in %s; %d services started\n", time.Since(t0).Round(time.Millisecond), len(eng.Started.Started))
+			if eng.StartErr != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), eng.StartErr)
+			}
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			return eng.Shutdown(sctx)
+		},
+	}
+	cmd.Flags().StringVar(&images, "images", sysinit.DefaultImageDir, "the OS's image tarballs")
+	cmd.Flags().StringVar(&imgVersion, "version", version, "the Berth version (image tag, load stamp)")
 	return cmd
 }

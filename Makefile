@@ -66,7 +66,7 @@ bench-config: ## Benchmark parse + validate + merge of a 500-line cloud-config
 bench-netconf: ## Benchmark apply -> usable address, static and DHCP against dnsmasq (root; netns)
 	$(GO) test -run '^$$' -bench 'Apply' -benchtime 100x ./netconf/
 
-.PHONY: sysimages test-engines
+.PHONY: sysimages test-engines bench-engines
 sysimages: build ## The OS's image tarballs (base, console, docker) into out/images, tagged $(VERSION), no daemon needed
 	$(GO) run ./platforms/sysimages/cmd/sysimages -ros bin/ros -version $(VERSION) -out out/images
 

@@ -18,6 +18,9 @@ type installFlags struct {
 	device, cloudConfig, platform, append string
 	noReboot, force                       bool
 	kernel, initrd, iso                   string
+	// fromCmdline takes the install from rancher.install.* on the kernel
+	// command line and powers off afterwards.
+	fromCmdline bool
 }
 
 func newInstallCmd(g *globalFlags) *cobra.Command {
@@ -27,9 +30,16 @@ func newInstallCmd(g *globalFlags) *cobra.Command {
 		Short: "Install Berth to a disk: GPT, GRUB (BIOS and UEFI), kernel, initrd and a RANCHER_STATE partition",
 		Example: "  ros install -d /dev/vda -c cloud-config.yml            # asks before writing\n" +
 			"  ros install -d /dev/nvme1n1 -t amazon -f --no-reboot   # no questions\n" +
-			"  ros install -d disk.img -t openstack --iso berth.iso -f --no-reboot",
+			"  ros install -d disk.img -t openstack --iso berth.iso -f --no-reboot\n" +
+			"  ros install --from-cmdline   # rancher.install.device=/dev/vda on the kernel command line; powers off",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.fromCmdline {
+				return runUnattendedInstall(cmd, g, f)
+			}
+			if f.device == "" {
+				return fmt.Errorf("install: -d DEVICE is required")
+			}
 			return runInstall(cmd, g, f)
 		},
 	}
@@ -43,7 +53,7 @@ func newInstallCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.kernel, "kernel", "", "kernel to install (default: /boot/vmlinuz, else from the boot ISO)")
 	fl.StringVar(&f.initrd, "initrd", "", "initrd to install (default: /boot/initrd, else from the boot ISO)")
 	fl.StringVar(&f.iso, "iso", "", "take the kernel and initrd from this Berth ISO (default: /dev/sr0 when needed)")
-	_ = cmd.MarkFlagRequired("device")
+	fl.BoolVar(&f.fromCmdline, "from-cmdline", false, "install as rancher.install.device (and .cloud_config_url, .type, .append, .force) on the kernel command line say, then power off")
 	return cmd
 }
 
@@ -94,7 +104,7 @@ func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	if in, ok := cmd.InOrStdin().(*os.File); ok {
 		interactive = isTerminal(in)
 	}
-	if !f.force && interactive {
+	if !f.force && interactive && !f.fromCmdline {
 		ok, err := confirm(cmd.InOrStdin(), out)
 		if err != nil {
 			return fmt.Errorf("install: %w", err)
@@ -110,12 +120,46 @@ func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	if f.noReboot {
 		return nil
 	}
-	fmt.Fprintln(out, "Rebooting.")
-	action, _ := sysinit.PID1ActionByName("reboot")
+	what := "reboot"
+	if f.fromCmdline {
+		what = "poweroff"
+	}
+	fmt.Fprintf(out, "Now: %s.\n", what)
+	action, _ := sysinit.PID1ActionByName(what)
 	if err := unix.Kill(1, action.Signal()); err != nil {
-		return fmt.Errorf("install: reboot: %w", err)
+		return fmt.Errorf("install: %s: %w", what, err)
 	}
 	return nil
+}
+
+// runUnattendedInstall is `ros install --from-cmdline`: PID 1 runs it when
+// the kernel command line has rancher.install.device.
+func runUnattendedInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
+	b, err := os.ReadFile(g.path("/proc/cmdline"))
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	u, ok, err := install.ParseUnattended(string(b))
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	if !ok {
+		fmt.Fprintln(cmd.OutOrStdout(), "No rancher.install.device on the kernel command line: nothing to install.")
+		return nil
+	}
+	f.device, f.platform, f.append, f.force = u.Device, string(u.Platform), u.Append, f.force || u.Force
+	if u.CloudConfigURL != "" {
+		tmp, err := os.MkdirTemp("", "ros-install-cc-")
+		if err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		f.cloudConfig = tmp + "/cloud-config.yml"
+		if err := install.FetchCloudConfig(cmd.Context(), u.CloudConfigURL, f.cloudConfig); err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+	}
+	return runInstall(cmd, g, f)
 }
 
 // confirm asks before writing; only "y" or "yes" goes on.

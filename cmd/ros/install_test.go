@@ -77,3 +77,33 @@ func TestInstallConfirm(t *testing.T) {
 		}
 	}
 }
+
+func TestInstallFromCmdline(t *testing.T) {
+	for _, tool := range []string{"grub-mkimage", "mkfs.fat", "mcopy", "mke2fs", "debugfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (.ci/deps): %v", tool, err)
+		}
+	}
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "proc/cmdline"), "console=ttyS0\n")
+	out, errOut, code := ros(t, "", "--root", root, "install", "--from-cmdline")
+	if code != 0 || !strings.Contains(out, "nothing to install") {
+		t.Errorf("no rancher.install.device: exit %d, %q %q", code, out, errOut)
+	}
+	img := filepath.Join(root, "disk.img")
+	writeFile(t, img, "")
+	os.Truncate(img, 400<<20)
+	writeFile(t, filepath.Join(root, "boot/vmlinuz"), "kernel")
+	writeFile(t, filepath.Join(root, "boot/initrd"), "initrd")
+	writeFile(t, filepath.Join(root, "cc.yml"), "#cloud-config\nhostname: unattended\n")
+	writeFile(t, filepath.Join(root, "proc/cmdline"), "console=ttyS0 rancher.install.device="+img+
+		" rancher.install.cloud_config_url=file://"+filepath.Join(root, "cc.yml")+" rancher.install.type=gce\n")
+	out, errOut, code = ros(t, "", "--root", root, "install", "--from-cmdline", "--no-reboot")
+	if code != 0 || !strings.Contains(out, "Install Berth (gce) to "+img) {
+		t.Fatalf("unattended install: exit %d, %q %q", code, out, errOut)
+	}
+	got, err := exec.Command("debugfs", "-R", "cat /var/lib/rancher/conf/cloud-config.yml", img+"?offset=35651584").Output()
+	if err != nil || string(got) != "#cloud-config\nhostname: unattended\n" {
+		t.Errorf("cloud-config on the disk = %q, %v", got, err)
+	}
+}

@@ -62,7 +62,7 @@ type Builder struct {
 // Option configures New.
 type Option func(*Builder)
 
-// WithOutDir sets the output directory (default out/images).
+// WithOutDir sets the output directory (default out/cloud).
 func WithOutDir(dir string) Option { return func(b *Builder) { b.out = dir } }
 
 // WithDiskSize sets the disk size of every image (default 2 GiB, a whole
@@ -96,7 +96,7 @@ func WithInstallOptions(o ...install.InstallOption) Option {
 
 // New makes a builder for images of kernel and initrd.
 func New(kernel, initrd string, opts ...Option) *Builder {
-	b := &Builder{kernel: kernel, initrd: initrd, out: "out/images", diskBytes: 2 << 30, seed: "berth", epoch: time.Unix(0, 0), log: io.Discard}
+	b := &Builder{kernel: kernel, initrd: initrd, out: "out/cloud", diskBytes: 2 << 30, seed: "berth", epoch: time.Unix(0, 0), log: io.Discard}
 	for _, o := range opts {
 		o(b)
 	}

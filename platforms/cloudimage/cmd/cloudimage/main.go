@@ -2,7 +2,7 @@
 // berth-gce.tar.gz, berth-ec2.raw, berth-ec2.vmdk) from the kernel and
 // initrd of the bootable image, and prints each one's size.
 //
-//	cloudimage -kernel out/image/vmlinuz -initrd out/image/initrd -out out/images
+//	cloudimage -kernel out/image/vmlinuz -initrd out/image/initrd -out out/cloud
 package main
 
 import (
@@ -20,7 +20,7 @@ import (
 func main() {
 	kernel := flag.String("kernel", "out/image/vmlinuz", "kernel to install")
 	initrd := flag.String("initrd", "out/image/initrd", "initrd (with the system image) to install")
-	out := flag.String("out", "out/images", "output directory")
+	out := flag.String("out", "out/cloud", "output directory")
 	size := flag.Int64("size-gib", 2, "disk size of each image in GiB")
 	seed := flag.String("seed", "berth", "seed of the GUIDs and UUIDs (the build passes the commit)")
 	epoch := flag.Int64("epoch", 0, "timestamp of every file, in Unix seconds (the build passes SOURCE_DATE_EPOCH)")

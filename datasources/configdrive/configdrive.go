@@ -199,6 +199,11 @@ func Open(r io.ReaderAt, size int64) (FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config drive: %w", err)
 	}
+	if t != ISO9660 {
+		if err := checkFAT(r, size, t); err != nil {
+			return nil, fmt.Errorf("read config drive: %w", err)
+		}
+	}
 	b := &readerBackend{r: r, size: size}
 	var fsys FS
 	switch t {

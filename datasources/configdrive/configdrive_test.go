@@ -3,6 +3,7 @@ package configdrive
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand"
 	"os"
@@ -271,5 +272,33 @@ func TestReadMutatedImages(t *testing.T) {
 		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 64<<20 || took > time.Second {
 			t.Fatalf("mutant %d: Read took %s and %d MiB (err %v)", i, took, alloc>>20, err)
 		}
+	}
+}
+
+// TestCorruptFATCannotExhaustMemory: a FAT32 boot sector claiming huge
+// FAT tables made go-diskfs allocate them; it must be refused at once.
+func TestCorruptFATCannotExhaustMemory(t *testing.T) {
+	if err := fake.FATTools(); err != nil {
+		t.Skipf("FAT fixtures need dosfstools and mtools: %v", err)
+	}
+	img := filepath.Join(t.TempDir(), "d.img")
+	if err := fake.BuildFAT(img, "CONFIG-2", 32, fake.DriveFiles([]byte(userData))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sectors per FAT (FAT32 BPB offset 36): 1 GiB of table at 512 bytes a sector.
+	binary.LittleEndian.PutUint32(b[36:40], 1<<21)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	_, err = Read(bytes.NewReader(b), int64(len(b)))
+	runtime.ReadMemStats(&m1)
+	if err == nil {
+		t.Fatal("Read of a FAT32 image claiming 1 GiB FATs = nil error")
+	}
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("Read allocated %d MiB before refusing (%v)", alloc>>20, err)
 	}
 }

@@ -131,3 +131,32 @@ func checkSystemUse(rec []byte, size int64) error {
 	}
 	return nil
 }
+
+// maxFATTable bounds one FAT table: a config drive's is a few KiB.
+const maxFATTable = 64 << 20
+
+// checkFAT refuses a FAT boot sector whose tables would not fit in the
+// image: go-diskfs allocates sectors-per-FAT times bytes-per-sector as
+// the boot sector claims, up to gigabytes on FAT32.
+func checkFAT(r io.ReaderAt, size int64, fstype string) error {
+	bs := make([]byte, 512)
+	if _, err := r.ReadAt(bs, 0); err != nil {
+		return fmt.Errorf("check %s: boot sector: %w", fstype, err)
+	}
+	bps := int64(binary.LittleEndian.Uint16(bs[11:13]))
+	reserved := int64(binary.LittleEndian.Uint16(bs[14:16]))
+	fats := int64(bs[16])
+	spf := int64(binary.LittleEndian.Uint16(bs[22:24]))
+	if fstype == FAT32 {
+		spf = int64(binary.LittleEndian.Uint32(bs[36:40]))
+	}
+	if bs[13] == 0 || fats == 0 {
+		return fmt.Errorf("check %s: no sectors per cluster or no FATs", fstype)
+	}
+	table := spf * bps
+	if table > maxFATTable || reserved*bps+fats*table > size {
+		return fmt.Errorf("check %s: %d FATs of %d bytes after %d reserved sectors lie outside the %d-byte image",
+			fstype, fats, table, reserved, size)
+	}
+	return nil
+}

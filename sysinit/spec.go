@@ -117,6 +117,40 @@ func Specs(cfg *cloudinit.Config) []Spec {
 		}
 		byName[name] = sp
 	}
+	// After a service that is defined but disabled is satisfied (RancherOS
+	// did the same): disabling ntp does not stop what comes after it. An
+	// undefined name stays, and ordering reports it.
+	// It is replaced by what it would have come after, so the order
+	// around it holds.
+	var resolve func(a string, seen map[string]bool) []string
+	resolve = func(a string, seen map[string]bool) []string {
+		def, defined := cfg.Rancher.Services[a]
+		if !defined || byName[a] != nil || seen[a] {
+			if seen[a] {
+				return nil
+			}
+			return []string{a}
+		}
+		seen[a] = true
+		var out []string
+		if def != nil {
+			for _, d := range splitList(def.Labels[cloudinit.LabelAfter]) {
+				out = append(out, resolve(d, seen)...)
+			}
+		}
+		return out
+	}
+	for _, s := range byName {
+		var after []string
+		for _, a := range s.After {
+			for _, r := range resolve(a, map[string]bool{}) {
+				if !contains(after, r) {
+					after = append(after, r)
+				}
+			}
+		}
+		s.After = after
+	}
 	// before: X on A means A comes before X, i.e. X is after A.
 	for name, s := range byName {
 		for _, b := range splitList(s.Service.Labels[cloudinit.LabelBefore]) {

@@ -102,6 +102,18 @@ func TestSpecsFromConfig(t *testing.T) {
 				t.Errorf("docker environment = %v", m["docker"].Service.Environment)
 			}
 		}},
+		{"after a disabled service is satisfied; after an undefined one stays", func(c *cloudinit.Config) {
+			c.Rancher.Disable = []string{"network"}
+			c.Rancher.Services["mine"] = &cloudinit.Service{Image: "x", Net: "host",
+				Labels: map[string]string{cloudinit.LabelAfter: "network,nosuch"}}
+		}, func(t *testing.T, m map[string]Spec) {
+			if diff := cmp.Diff([]string{"udev"}, m["cloud-init-execute"].After); diff != "" {
+				t.Errorf("cloud-init-execute.After with network disabled (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{"nosuch", "udev"}, m["mine"].After); diff != "" {
+				t.Errorf("mine.After (-want +got):\n%s", diff)
+			}
+		}},
 		{"before folds into after; environment globs", func(c *cloudinit.Config) {
 			c.Rancher.Environment = map[string]string{"PROXY_A": "1", "PROXY_B": "2", "OTHER": "3"}
 			c.Rancher.Services["mine"] = &cloudinit.Service{Image: "x", Net: "host",

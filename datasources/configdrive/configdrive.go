@@ -203,6 +203,9 @@ func Open(r io.ReaderAt, size int64) (FS, error) {
 		if err := checkFAT(r, size, t); err != nil {
 			return nil, fmt.Errorf("read config drive: %w", err)
 		}
+		if err := checkFATChains(r, t); err != nil {
+			return nil, fmt.Errorf("read config drive: %w", err)
+		}
 	}
 	b := &readerBackend{r: r, size: size}
 	var fsys FS

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -300,5 +301,55 @@ func TestCorruptFATCannotExhaustMemory(t *testing.T) {
 	}
 	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 16<<20 {
 		t.Errorf("Read allocated %d MiB before refusing (%v)", alloc>>20, err)
+	}
+}
+
+// TestFATChainLoopIsRefused: go-diskfs follows a cluster chain until its
+// end mark, so a chain that loops would grow without end.
+func TestFATChainLoopIsRefused(t *testing.T) {
+	if err := fake.FATTools(); err != nil {
+		t.Skipf("FAT fixtures need dosfstools and mtools: %v", err)
+	}
+	for _, bits := range []int{12, 16, 32} {
+		t.Run(fmt.Sprintf("fat%d", bits), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "d.img")
+			if err := fake.BuildFAT(img, "CONFIG-2", bits, fake.DriveFiles([]byte(userData))); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bps := int(binary.LittleEndian.Uint16(b[11:13]))
+			fat := int(binary.LittleEndian.Uint16(b[14:16])) * bps
+			spf := int(binary.LittleEndian.Uint16(b[22:24]))
+			if bits == 32 {
+				spf = int(binary.LittleEndian.Uint32(b[36:40]))
+			}
+			// Point the first cluster of the first file or directory mcopy
+			// wrote (cluster 3: on FAT32, 2 is the root) at itself, in both FATs.
+			for copyN := 0; copyN < int(b[16]); copyN++ {
+				tab := b[fat+copyN*spf*bps:]
+				switch bits {
+				case 12: // cluster 3 is the high 12 bits of bytes 4..5
+					v := binary.LittleEndian.Uint16(tab[4:6])
+					binary.LittleEndian.PutUint16(tab[4:6], v&0x000f|3<<4)
+				case 16:
+					binary.LittleEndian.PutUint16(tab[6:8], 3)
+				case 32:
+					binary.LittleEndian.PutUint32(tab[12:16], 3)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { _, err := Read(bytes.NewReader(b), int64(len(b))); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "loops") {
+					t.Errorf("Read of a FAT with a looping chain = %v, want an error saying it loops", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("Read of a FAT with a looping chain did not return")
+			}
+		})
 	}
 }

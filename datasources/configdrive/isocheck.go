@@ -160,3 +160,76 @@ func checkFAT(r io.ReaderAt, size int64, fstype string) error {
 	}
 	return nil
 }
+
+// checkFATChains refuses a FAT whose cluster chains loop: go-diskfs
+// follows a chain until its end-of-chain mark, so a loop would grow a
+// list until memory ran out. Run after checkFAT, which bounds the table.
+func checkFATChains(r io.ReaderAt, fstype string) error {
+	bs := make([]byte, 512)
+	if _, err := r.ReadAt(bs, 0); err != nil {
+		return fmt.Errorf("check %s: boot sector: %w", fstype, err)
+	}
+	bps := int64(binary.LittleEndian.Uint16(bs[11:13]))
+	reserved := int64(binary.LittleEndian.Uint16(bs[14:16]))
+	spf := int64(binary.LittleEndian.Uint16(bs[22:24]))
+	if fstype == FAT32 {
+		spf = int64(binary.LittleEndian.Uint32(bs[36:40]))
+	}
+	table := make([]byte, spf*bps)
+	if _, err := r.ReadAt(table, reserved*bps); err != nil {
+		return fmt.Errorf("check %s: read FAT: %w", fstype, err)
+	}
+	var n int
+	var next func(c int) uint32
+	var eoc uint32
+	switch fstype {
+	case FAT12:
+		n, eoc = len(table)*2/3, 0xff8
+		next = func(c int) uint32 {
+			v := uint32(binary.LittleEndian.Uint16(table[c*3/2:]))
+			if c%2 == 1 {
+				return v >> 4
+			}
+			return v & 0xfff
+		}
+	case FAT16:
+		n, eoc = len(table)/2, 0xfff8
+		next = func(c int) uint32 { return uint32(binary.LittleEndian.Uint16(table[c*2:])) }
+	default:
+		n, eoc = len(table)/4, 0x0ffffff8
+		next = func(c int) uint32 { return binary.LittleEndian.Uint32(table[c*4:]) & 0x0fffffff }
+	}
+	if fstype == FAT12 && n > 0 && (n-1)*3/2+2 > len(table) {
+		n-- // the last packed entry would read past the table
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := make([]uint8, n)
+	for start := 2; start < n; start++ {
+		if state[start] != unseen {
+			continue
+		}
+		c := start
+		var path []int
+		for c >= 2 && c < n && state[c] == unseen {
+			state[c] = onPath
+			path = append(path, c)
+			v := next(c)
+			if v == 0 || v >= eoc {
+				c = -1 // the chain ends
+				break
+			}
+			c = int(v)
+		}
+		if c >= 2 && c < n && state[c] == onPath {
+			return fmt.Errorf("check %s: cluster chain loops at cluster %d", fstype, c)
+		}
+		for _, p := range path {
+			state[p] = done
+		}
+	}
+	return nil
+}

@@ -1,9 +1,12 @@
 package datasources
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/berthos/berth/datasources/configdrive"
 )
@@ -18,16 +21,29 @@ type Platform struct {
 	// Devices are block devices with a recognised filesystem and label.
 	Devices []configdrive.Device `json:"devices,omitempty"`
 	Cmdline string               `json:"cmdline,omitempty"`
+	// ScanError says why the block devices were not all read (a device
+	// that did not answer in time); empty when the scan finished.
+	ScanError string `json:"scan_error,omitempty"`
 	// Cloud is the platform DMI names ("ec2", "gce", "openstack"), empty
 	// when it names none; CloudWhy is the evidence.
 	Cloud    string `json:"cloud,omitempty"`
 	CloudWhy string `json:"cloud_why,omitempty"`
 }
 
+// scanLimit bounds the block-device scan of identification: a drive that
+// does not answer (a broken CD-ROM) must not hold the boot.
+const scanLimit = 2 * time.Second
+
 // Identify reads root/sys/class/dmi/id, the labels of root/sys/class/block
 // devices (read from root/dev) and root/proc/cmdline. Missing files are
 // simply empty.
 func Identify(root string) Platform {
+	return identify(context.Background(), root)
+}
+
+// identify is Identify with the device scan bounded by ctx and scanLimit;
+// when they end first, the devices are left out and ScanError says so.
+func identify(ctx context.Context, root string) Platform {
 	read := func(p string) string {
 		b, err := os.ReadFile(filepath.Join(root, p))
 		if err != nil {
@@ -42,7 +58,17 @@ func Identify(root string) Platform {
 		BIOSVendor:  read(dmi + "bios_vendor"),
 		AssetTag:    read(dmi + "chassis_asset_tag"),
 		Cmdline:     read("proc/cmdline"),
-		Devices:     configdrive.Scan(root),
+	}
+	scanned := make(chan []configdrive.Device, 1)
+	go func() { scanned <- configdrive.Scan(root) }()
+	limit := time.NewTimer(scanLimit)
+	defer limit.Stop()
+	select {
+	case p.Devices = <-scanned:
+	case <-limit.C:
+		p.ScanError = fmt.Sprintf("block devices not all read within %s", scanLimit)
+	case <-ctx.Done():
+		p.ScanError = fmt.Sprintf("block device scan stopped: %v", ctx.Err())
 	}
 	hv := read("sys/hypervisor/uuid")
 	switch {

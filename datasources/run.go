@@ -87,11 +87,15 @@ type Decision struct {
 // its error is for a list it cannot build, never for an absent source.
 func Run(ctx context.Context, list []string, opts ...Option) (*Decision, error) {
 	c := newConfig(opts)
+	start := c.now()
+	// Identification counts against the budget too.
+	ctx, cancel := context.WithTimeout(ctx, c.budget)
+	defer cancel()
 	var p Platform
 	if c.platform != nil {
 		p = *c.platform
 	} else {
-		p = Identify(c.root)
+		p = identify(ctx, c.root)
 	}
 	srcs := c.sources
 	names := make([]string, 0, len(srcs))
@@ -105,7 +109,7 @@ func Run(ctx context.Context, list []string, opts ...Option) (*Decision, error) 
 	for _, s := range srcs {
 		names = append(names, s.Name())
 	}
-	d := &Decision{Start: c.now(), Budget: Duration(c.budget), List: names, Platform: p}
+	d := &Decision{Start: start, Budget: Duration(c.budget), List: names, Platform: p}
 	run(ctx, c, d, srcs)
 	d.End = c.now()
 	d.Took = Duration(d.End.Sub(d.Start))
@@ -271,6 +275,9 @@ func (d *Decision) Explain() string {
 		pl = d.Platform.Cloud + " (" + d.Platform.CloudWhy + ")"
 	}
 	fmt.Fprintf(&b, "platform: %s\n", pl)
+	if d.Platform.ScanError != "" {
+		fmt.Fprintf(&b, "devices: %s\n", d.Platform.ScanError)
+	}
 	for _, r := range d.Sources {
 		fmt.Fprintf(&b, "  %-24s %-9s", r.Name, r.Outcome)
 		if r.Took > 0 {

@@ -56,13 +56,22 @@ func sshKey(t *testing.T) (string, string) {
 // it at 10.0.2.100:80 through the returned guestfwd option.
 func serve(t *testing.T, body string) string {
 	t.Helper()
+	return serveAt(t, "10.0.2.100", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, body)
+	}))
+}
+
+// serveAt serves h on a loopback port; the guest reaches it at addr:80
+// through the returned guestfwd option (qemu runs nc per connection).
+func serveAt(t *testing.T, addr string, h http.Handler) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Logf("host http: %s %s", r.Method, r.URL.Path)
-		fmt.Fprint(w, body)
+		h.ServeHTTP(w, r)
 	})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
@@ -70,7 +79,7 @@ func serve(t *testing.T, body string) string {
 	if _, err := exec.LookPath("nc"); err != nil {
 		nc = "busybox nc"
 	}
-	return fmt.Sprintf("guestfwd=tcp:10.0.2.100:80-cmd:%s 127.0.0.1 %d", nc, l.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprintf("guestfwd=tcp:%s:80-cmd:%s 127.0.0.1 %d", addr, nc, l.Addr().(*net.TCPAddr).Port)
 }
 
 // logTimeline prints the guest's boot timeline, so regressions show in
@@ -153,7 +162,8 @@ runcmd:
 		}
 		for _, want := range []string{"console", "docker"} {
 			if !strings.Contains(out, want) {
-				t.Errorf("system-docker ps = %q, want a %s service", out, want)
+				logs, _, _ := vm.Console("system-docker logs --tail 15 "+want+" 2>&1", time.Minute)
+				t.Errorf("system-docker ps = %q, want a %s service; its log:\n%s", out, want, logs)
 			}
 		}
 	})

@@ -61,6 +61,7 @@ type VM struct {
 	stdin   io.WriteCloser
 	SSHPort int
 	Started time.Time
+	monitor string
 
 	mu    sync.Mutex
 	lines []Line
@@ -99,6 +100,7 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 	}
 	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
 	vm.cond = sync.NewCond(&vm.mu)
+	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
 	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
 	if c.Net != "" {
 		netdev += "," + c.Net
@@ -110,7 +112,7 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 	}
 	args := []string{
 		"-accel", accel, "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(c.MemMB),
-		"-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
 		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + c.Cmdline),
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
@@ -303,6 +305,22 @@ func (vm *VM) Kill() {
 		_ = vm.cmd.Wait()
 	}
 	vm.log.Close()
+}
+
+// Monitor sends one command to qemu's human monitor
+// ("system_powerdown" presses the ACPI power button).
+func (vm *VM) Monitor(cmd string) error {
+	c, err := net.Dial("unix", vm.monitor)
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return fmt.Errorf("monitor %s: %w", cmd, err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, c)
+	return nil
 }
 
 // SSH runs a command in the guest as rancher over the forwarded port with

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -115,6 +117,7 @@ func RunPID1Boot(version string) {
 		}
 		b.log.Printf("%s (%.3f s since the kernel started)", PID1ReadyLine, bootstrap.Uptime().Seconds())
 		b.autologin()
+		b.waitUserDocker(ctx)
 	}()
 	go b.watchPowerButton(power)
 
@@ -415,6 +418,40 @@ func (b *pid1Boot) autologin() {
 				time.Sleep(time.Second)
 			}
 		}("/dev/" + strings.TrimPrefix(tty, "/dev/"))
+	}
+}
+
+// PID1UserDockerLine is printed when User Docker first answers.
+const PID1UserDockerLine = "User Docker ready"
+
+// waitUserDocker marks the timeline when User Docker first answers /_ping
+// (it starts in the background, as a service of System Docker).
+func (b *pid1Boot) waitUserDocker(ctx context.Context) {
+	hc := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", "/var/run/docker.sock")
+		}},
+	}
+	for i := 0; i < 1200; i++ {
+		resp, err := hc.Get("http://docker/_ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				b.tl.Mark("user docker ready")
+				if err := b.tl.Save(bootstrap.TimelinePath); err != nil {
+					b.log.Printf("%v", err)
+				}
+				b.log.Printf("%s (%.3f s since the kernel started)", PID1UserDockerLine, bootstrap.Uptime().Seconds())
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

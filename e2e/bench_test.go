@@ -1,0 +1,101 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthos/berth/datasources/fake"
+)
+
+// milestone is a console line a boot reaches; its time is taken from the
+// host clock (seconds since qemu started) when the line arrived.
+type milestone struct {
+	name string
+	re   string
+}
+
+var milestones = []milestone{
+	{"kernel first line", `Linux version`},
+	{"PID 1 (Run /init)", `Run /init as init process`},
+	{"network up (early)", `phase network \(early\) done`},
+	{"datasource answered", `datasource \S+ answered`},
+	{"System Docker ready", `msg="engine ready" engine=system-docker`},
+	{"boot complete (ready line)", regexp.QuoteMeta(ReadyLine)},
+	{"User Docker ready", `User Docker ready`},
+}
+
+// TestBenchBoot boots the EC2 case and prints when each milestone came,
+// each system service's start, PID 1's RSS and the memory used; then
+// boots again with less memory (BENCH_MEM, MiB, default "512 384 256")
+// until the EC2 boot no longer reaches User Docker. `make bench-boot`.
+func TestBenchBoot(t *testing.T) {
+	img := image(t)
+	mems := strings.Fields(os.Getenv("BENCH_MEM"))
+	if len(mems) == 0 {
+		mems = []string{"1024", "512", "384", "256"}
+	}
+	smallest := ""
+	for _, m := range mems {
+		mb, err := strconv.Atoi(m)
+		if err != nil {
+			t.Fatalf("BENCH_MEM: %v", err)
+		}
+		ok := t.Run(fmt.Sprintf("mem=%dMiB", mb), func(t *testing.T) { benchOnce(t, img, mb) })
+		if !ok {
+			break
+		}
+		smallest = m
+	}
+	t.Logf("smallest -m at which the EC2 boot reached User Docker and ran a command over SSH: %s MiB (accel %s)", smallest, Accel())
+}
+
+func benchOnce(t *testing.T, img Image, mb int) {
+	key, pub := sshKey(t)
+	imds := &fake.EC2{UserData: []byte(userData(pub)), Meta: fake.EC2Meta(), RequireToken: true}
+	vm := Boot(t, img, VMConfig{
+		MemMB:   mb,
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds),
+		Cmdline: "rancher.cloud_init.datasources=[ec2]",
+		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro"},
+	})
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`User Docker ready`), 0, bootTimeout); err != nil {
+		t.Fatalf("%d MiB: %v", mb, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "EC2 boot, %d MiB, 2 vCPUs, %s; seconds since qemu start:\n", mb, Accel())
+	for _, m := range milestones {
+		l, _, err := vm.WaitLine(regexp.MustCompile(m.re), 0, time.Second)
+		if err != nil {
+			fmt.Fprintf(&b, "  %-28s  -\n", m.name)
+			continue
+		}
+		fmt.Fprintf(&b, "  %-28s %7.2f\n", m.name, l.At.Seconds())
+	}
+	svc := regexp.MustCompile(`msg="service (started|done)|msg="one-shot service done".*service=(\S+)|msg="service started".*service=(\S+)`)
+	vm.mu.Lock()
+	for _, l := range vm.lines {
+		if svc.MatchString(l.Text) {
+			if m := regexp.MustCompile(`service=(\S+)`).FindStringSubmatch(l.Text); m != nil {
+				fmt.Fprintf(&b, "  service %-20s %7.2f\n", m[1], l.At.Seconds())
+			}
+		}
+	}
+	vm.mu.Unlock()
+	rss := vm.MustConsole("grep VmRSS /proc/1/status; grep VmRSS /proc/$(pgrep -f 'ros init _boot' | head -1)/status")
+	free := vm.MustConsole("free -m | sed -n 2p")
+	fmt.Fprintf(&b, "  PID 1 and boot process RSS: %s\n  memory after boot (free -m, MiB: total used free shared buff/cache available): %s\n",
+		strings.ReplaceAll(rss, "\n", " / "), strings.Join(strings.Fields(free)[1:], " "))
+	if out, err := vm.SSH(t.Context(), key, "true", 3*time.Minute); err != nil {
+		t.Errorf("%d MiB: ssh: %v %s", mb, err, out)
+	}
+	t.Log(b.String())
+	_, _, _ = vm.Console("poweroff", 10*time.Second)
+	_ = vm.WaitExit(2 * time.Minute)
+}

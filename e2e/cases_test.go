@@ -1,0 +1,183 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthos/berth/datasources/fake"
+)
+
+// checks is what every boot case verifies once the ready line came.
+type checks struct {
+	hostname string // exact, or a prefix ending in "*"
+	source   string // what `ros datasource explain` must name
+	key      string // private key whose public half came from the datasource
+}
+
+func (c checks) run(t *testing.T, vm *VM) {
+	t.Run("hostname", func(t *testing.T) {
+		got := vm.MustConsole("hostname")
+		if p, ok := strings.CutSuffix(c.hostname, "*"); ok && strings.HasPrefix(got, p) {
+			return
+		}
+		if got != c.hostname {
+			t.Errorf("hostname = %q, want %q", got, c.hostname)
+		}
+	})
+	t.Run("datasource explain", func(t *testing.T) {
+		got, code, err := vm.Console("ros datasource explain", time.Minute)
+		if err != nil || code != 0 || !strings.Contains(got, c.source) {
+			t.Errorf("ros datasource explain: exit %d, %v: %q, want it to name %s", code, err, got, c.source)
+		}
+	})
+	t.Run("write_files", func(t *testing.T) {
+		out, code, err := vm.Console("for i in $(seq 90); do [ -f /var/lib/rancher/e2e-written ] && break; sleep 1; done; cat /var/lib/rancher/e2e-written", 2*time.Minute)
+		if err != nil || code != 0 || out != "written by write_files" {
+			t.Errorf("write_files: exit %d, %v: %q", code, err, out)
+		}
+	})
+	t.Run("ssh key", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		if _, err := vm.SSH(ctx, c.key, "true", 3*time.Minute); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	t.Run("system services", func(t *testing.T) {
+		out, code, err := vm.Console("system-docker ps --format '{{.Names}}'", time.Minute)
+		if err != nil || code != 0 {
+			t.Fatalf("system-docker ps: exit %d, %v: %s", code, err, out)
+		}
+		for _, want := range []string{"console", "docker"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("system-docker ps = %q, want a %s service", out, want)
+			}
+		}
+	})
+}
+
+func userData(pub string) string {
+	return fmt.Sprintf(`#cloud-config
+ssh_authorized_keys:
+  - %s
+write_files:
+  - path: /var/lib/rancher/e2e-written
+    content: |
+      written by write_files
+`, pub)
+}
+
+// metadataNet puts the guest on 169.254.0.0/16 so that the fake metadata
+// server answers at the real 169.254.169.254.
+const metadataNet = "net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
+
+// TestEC2 boots as an EC2 instance: DMI says Amazon EC2, the fake IMDS
+// (IMDSv2 tokens required) answers at 169.254.169.254; ends with the ACPI
+// power button.
+func TestEC2(t *testing.T) {
+	img := image(t)
+	key, pub := sshKey(t)
+	imds := &fake.EC2{UserData: []byte(userData(pub)), Meta: fake.EC2Meta(), RequireToken: true}
+	vm := Boot(t, img, VMConfig{
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds),
+		Cmdline: "rancher.cloud_init.datasources=[ec2]",
+		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro,serial=ec2e2e"},
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	checks{hostname: "ip-192-0-2-10*", source: "ec2", key: key}.run(t, vm)
+	t.Run("ACPI power button ends qemu", func(t *testing.T) {
+		if err := vm.Monitor("system_powerdown"); err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.WaitExit(2 * time.Minute); err != nil {
+			t.Errorf("system_powerdown: %v", err)
+		}
+	})
+}
+
+// TestGCE boots as a GCE instance: DMI says Google, the fake metadata
+// server (Metadata-Flavor checked) answers at 169.254.169.254.
+func TestGCE(t *testing.T) {
+	img := image(t)
+	key, pub := sshKey(t)
+	meta := fake.GCEMeta()
+	meta["instance/attributes/user-data"] = userData(pub)
+	vm := Boot(t, img, VMConfig{
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", &fake.GCE{Meta: meta}),
+		Cmdline: "rancher.cloud_init.datasources=[gce]",
+		Args:    []string{"-smbios", "type=1,manufacturer=Google,product=Google Compute Engine"},
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	checks{hostname: "berth-1*", source: "gce", key: key}.run(t, vm)
+}
+
+// TestStateDisk boots twice with one blank disk: the first boot formats
+// it (its first MiB is zero) and writes to a persistent path, the second
+// finds it by label and still has the file.
+func TestStateDisk(t *testing.T) {
+	img := image(t)
+	disk := filepath.Join(t.TempDir(), "state.img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 512<<20); err != nil {
+		t.Fatal(err)
+	}
+	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda]"}
+
+	vm := Boot(t, img, cfg)
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`formatted blank /dev/vda`), 0, time.Second); err != nil {
+		t.Errorf("first boot: %v", err)
+	}
+	vm.MustConsole("echo kept > /var/lib/rancher/conf/e2e-kept && sync")
+	_, _, _ = vm.Console("poweroff", 10*time.Second)
+	if err := vm.WaitExit(2 * time.Minute); err != nil {
+		t.Fatalf("first boot: poweroff: %v", err)
+	}
+
+	vm2 := Boot(t, img, cfg)
+	vm2.WaitReady(bootTimeout)
+	if _, _, err := vm2.WaitLine(regexp.MustCompile(`state disk /dev/vda mounted`), 0, time.Second); err != nil {
+		t.Errorf("second boot: %v", err)
+	}
+	if _, _, err := vm2.WaitLine(regexp.MustCompile(`formatted blank`), 0, time.Second); err == nil {
+		t.Errorf("second boot formatted the state disk again")
+	}
+	if got := vm2.MustConsole("cat /var/lib/rancher/conf/e2e-kept"); got != "kept" {
+		t.Errorf("second boot: /var/lib/rancher/conf/e2e-kept = %q, want %q", got, "kept")
+	}
+	_, _, _ = vm2.Console("poweroff", 10*time.Second)
+	if err := vm2.WaitExit(2 * time.Minute); err != nil {
+		t.Errorf("second boot: poweroff: %v", err)
+	}
+}
+
+// TestMalformedUserData boots with user-data that is not valid YAML: the
+// machine still comes up to a console, and the error is in the log.
+func TestMalformedUserData(t *testing.T) {
+	img := image(t)
+	fwd := serve(t, "#cloud-config\nhostname: [unclosed\nwrite_files: {\n")
+	vm := Boot(t, img, VMConfig{
+		Net:     fwd,
+		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+	})
+	vm.WaitReady(bootTimeout)
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`(?i)(user-data|cloud-config).*(error|invalid|yaml)|(error|invalid|yaml).*(user-data|cloud-config)`), 0, time.Second); err != nil {
+		t.Errorf("the user-data error is not on the console: %v", err)
+	}
+	if got := vm.MustConsole("echo console works"); got != "console works" {
+		t.Errorf("console: %q", got)
+	}
+}

@@ -181,3 +181,51 @@ func TestMalformedUserData(t *testing.T) {
 		t.Errorf("console: %q", got)
 	}
 }
+
+// configDriveNetwork bonds the guest's two virtio NICs (active-backup),
+// puts the slirp address on the bond and a VLAN on top of it.
+const configDriveNetwork = `{
+  "links": [
+    {"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:01"},
+    {"id": "eth1", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:02"},
+    {"id": "bond0", "type": "bond", "bond_links": ["eth0", "eth1"], "bond_mode": "active-backup", "ethernet_mac_address": "52:54:00:00:00:01"},
+    {"id": "vlan0", "type": "vlan", "vlan_link": "bond0", "vlan_id": 100, "vlan_mac_address": "52:54:00:00:00:01"}
+  ],
+  "networks": [
+    {"id": "net0", "type": "ipv4", "link": "bond0", "ip_address": "10.0.2.15", "netmask": "255.255.255.0",
+     "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]},
+    {"id": "net1", "type": "ipv4", "link": "vlan0", "ip_address": "192.0.2.30", "netmask": "255.255.255.0"}
+  ]
+}
+`
+
+// TestConfigDrive boots with an OpenStack config drive (ISO9660 labelled
+// config-2 on the CD-ROM): user-data, and network_data.json with a bond of
+// two NICs and a VLAN; SSH reaches the guest through the bond.
+func TestConfigDrive(t *testing.T) {
+	img := image(t)
+	key, pub := sshKey(t)
+	files := fake.DriveFiles([]byte(userData(pub)))
+	files["openstack/latest/network_data.json"] = []byte(configDriveNetwork)
+	iso := filepath.Join(t.TempDir(), "config-2.iso")
+	if err := fake.BuildISO(iso, "config-2", files); err != nil {
+		t.Fatalf("build config drive: %v", err)
+	}
+	vm := Boot(t, img, VMConfig{
+		Cmdline: "rancher.cloud_init.datasources=[configdrive]",
+		NICMAC:  "52:54:00:00:00:01",
+		Args: []string{"-netdev", "user,id=n1,restrict=on", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02",
+			"-drive", "file=" + iso + ",media=cdrom,readonly=on"},
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	checks{hostname: "berth-1*", source: "configdrive", key: key}.run(t, vm)
+	t.Run("bond and VLAN from network_data.json", func(t *testing.T) {
+		out := vm.MustConsole("ip -o -4 addr show; cat /proc/net/bonding/bond0 | grep -i 'slave interface'")
+		for _, want := range []string{"bond0    inet 10.0.2.15/24", "inet 192.0.2.30/24", "Slave Interface: eth0", "Slave Interface: eth1"} {
+			if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+				t.Errorf("network state:\n%s\nwant %q", out, want)
+			}
+		}
+	})
+}

@@ -52,6 +52,8 @@ type VMConfig struct {
 	Args    []string // extra qemu arguments (drives, -smbios)
 	// Disk is a raw disk image attached as virtio (vda).
 	Disk string
+	// NICMAC sets the first NIC's MAC address (qemu's default otherwise).
+	NICMAC string
 }
 
 // VM is a running qemu.
@@ -115,7 +117,7 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
 		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + c.Cmdline),
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0" + macOpt(c.NICMAC),
 		"-device", "virtio-rng-pci",
 	}
 	if c.Disk != "" {
@@ -149,6 +151,13 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		}
 	})
 	return vm
+}
+
+func macOpt(mac string) string {
+	if mac == "" {
+		return ""
+	}
+	return ",mac=" + mac
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)

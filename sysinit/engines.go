@@ -296,8 +296,18 @@ func (e *Engines) startUser(ctx context.Context, specs []Spec) {
 	if len(specs) == 0 {
 		return
 	}
-	us := NewServices("docker", cli, WithServicesLogger(e.o.log), WithStateFile(e.o.path(userStateFile)),
-		WithBackoff(e.o.backoff[0], e.o.backoff[1], e.o.backoff[2]))
+	var us *Services
+	// When User Docker itself restarts (the docker service died and was
+	// restarted), its containers died with it: bring the user-scope
+	// services back once it answers again.
+	resume := func(ctx context.Context) {
+		e.o.log.Info("user docker back; resuming user services")
+		if _, err := us.Resume(ctx, specs); err != nil {
+			e.o.log.Error("user services", "err", err)
+		}
+	}
+	us = NewServices("docker", cli, WithServicesLogger(e.o.log), WithStateFile(e.o.path(userStateFile)),
+		WithBackoff(e.o.backoff[0], e.o.backoff[1], e.o.backoff[2]), WithReconnect(resume))
 	e.mu.Lock()
 	e.user = us
 	e.mu.Unlock()

@@ -70,6 +70,10 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, e, root)
+	// A user-scope service: it runs on User Docker.
+	usvc := svc("trap 'exit 0' TERM; while :; do sleep 1; done", cloudinit.LabelScope, ScopeUser)
+	usvc.Restart = "always"
+	cfg.Rancher.Services["usvc"] = &usvc
 	ctx := context.Background()
 	t0 := time.Now()
 	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
@@ -108,6 +112,36 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("User Docker ready with the preloaded image %v after StartEngines returned", time.Since(t0).Round(time.Millisecond))
+
+	waitUserService := func(t *testing.T, limit time.Duration) {
+		t.Helper()
+		t1 := time.Now()
+		for time.Since(t1) < limit {
+			in, err := ucli.ContainerInspect(ctx, "usvc", client.ContainerInspectOptions{})
+			if err == nil && in.Container.State.Running {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("user-scope service usvc not running on User Docker within %v", limit)
+	}
+	t.Run("a user-scope service runs on User Docker", func(t *testing.T) {
+		waitUserService(t, 30*time.Second)
+		if _, err := eng.System.Client.ContainerInspect(ctx, "usvc", client.ContainerInspectOptions{}); err == nil {
+			t.Error("user-scope service usvc also exists on System Docker")
+		}
+	})
+
+	t.Run("User Docker killed: it and its user-scope services come back", func(t *testing.T) {
+		pid := containerPid(t, eng.System.Client, "docker")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if took := waitRunning(t, eng.System.Client, "docker", pid, 10*time.Second); took < 0 {
+			t.Fatal("the docker service did not come back")
+		}
+		waitUserService(t, 60*time.Second)
+	})
 
 	t.Run("docker run --rm echo ok", func(t *testing.T) {
 		out := runUser(t, ucli, "echo ok")

@@ -56,6 +56,9 @@ type Services struct {
 	first     time.Duration
 	limit     time.Duration
 	reset     time.Duration
+	// onReconnect runs when Supervise subscribes again after the engine
+	// stopped answering.
+	onReconnect func(ctx context.Context)
 
 	mu         sync.Mutex
 	states     map[string]*serviceState
@@ -78,6 +81,13 @@ func WithBackoff(first, limit, reset time.Duration) ServicesOption {
 // (atomically) on every change.
 func WithStateFile(path string) ServicesOption {
 	return func(s *Services) { s.stateFile = path }
+}
+
+// WithReconnect sets a function Supervise runs (in a goroutine) each time
+// it has subscribed again after the engine stopped answering, e.g. to
+// bring services back after the engine restarted.
+func WithReconnect(fn func(ctx context.Context)) ServicesOption {
+	return func(s *Services) { s.onReconnect = fn }
 }
 
 // WithServicesLogger sets the logger (default slog.Default()).
@@ -491,6 +501,21 @@ func (s *Services) Supervise(ctx context.Context) {
 	since := time.Now()
 	first := true
 	for ctx.Err() == nil {
+		if !first {
+			// Subscribe again only once the engine answers, so a
+			// reconnect means it is back.
+			pctx, pcancel := context.WithTimeout(ctx, time.Second)
+			_, err := s.cli.Ping(pctx, client.PingOptions{})
+			pcancel()
+			if err != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				continue
+			}
+		}
 		sctx, cancel := context.WithCancel(ctx)
 		ev := s.cli.Events(sctx, client.EventsListOptions{
 			Since: strconv.FormatInt(since.Unix(), 10),
@@ -502,6 +527,8 @@ func (s *Services) Supervise(ctx context.Context) {
 		if first {
 			close(s.subscribed)
 			first = false
+		} else if s.onReconnect != nil {
+			go s.onReconnect(ctx)
 		}
 	loop:
 		for {

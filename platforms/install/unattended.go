@@ -52,7 +52,8 @@ func splitCmdline(s string) []string {
 	var out []string
 	var cur strings.Builder
 	quoted, any := false, false
-	for _, r := range s {
+	for i := 0; i < len(s); i++ { // bytes: the command line need not be UTF-8
+		r := s[i]
 		switch {
 		case r == '"':
 			quoted, any = !quoted, true
@@ -63,7 +64,7 @@ func splitCmdline(s string) []string {
 			cur.Reset()
 			any = false
 		default:
-			cur.WriteRune(r)
+			cur.WriteByte(r)
 			any = true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -64,4 +65,21 @@ func TestFetchCloudConfig(t *testing.T) {
 	if err := FetchCloudConfig(context.Background(), "ftp://192.0.2.1/x", dst); err == nil {
 		t.Error("ftp: no error")
 	}
+}
+
+func FuzzParseUnattended(f *testing.F) {
+	f.Add("rancher.install.device=/dev/vda", "console=ttyS0")
+	f.Add(`rancher.install.append="a b" rancher.install.force`, "rancher.install.type=gce")
+	f.Fuzz(func(t *testing.T, dev, rest string) {
+		u, ok, err := ParseUnattended(rest + " rancher.install.device=" + dev)
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(dev+rest, "\" \t\n") || dev == "" {
+			return
+		}
+		if !ok || u.Device != dev {
+			t.Errorf("device %q parsed as %q (ok %v)", dev, u.Device, ok)
+		}
+	})
 }

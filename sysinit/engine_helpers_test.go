@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -262,7 +261,6 @@ func testImages(t *testing.T) string {
 	return imagesDir
 }
 
-var _ = io.Discard
 
 // restartLimit is how fast a killed service must be back: 1 s, as the
 // issue asks, unless the machine is overloaded (load average above twice

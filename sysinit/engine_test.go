@@ -2,7 +2,6 @@ package sysinit
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,4 +94,3 @@ func TestLoadOSImagesOncePerVersion(t *testing.T) {
 	}
 }
 
-var _ = errors.New

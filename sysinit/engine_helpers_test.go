@@ -261,7 +261,6 @@ func testImages(t *testing.T) string {
 	return imagesDir
 }
 
-
 // restartLimit is how fast a killed service must be back: 1 s, as the
 // issue asks, unless the machine is overloaded (load average above twice
 // the cores, e.g. every package's tests at once on 2 cores), when docker

@@ -93,4 +93,3 @@ func TestLoadOSImagesOncePerVersion(t *testing.T) {
 		t.Errorf("second LoadPreload = %v, %v; want nothing (unchanged file)", refs, err)
 	}
 }
-

@@ -44,7 +44,7 @@ $GO build -trimpath -o "$MKIMAGE" ./platforms/cmd/mkimage
 # ---- fetch and extract the packages (cached)
 KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
-PKGS=("$KPKG" busybox-static docker.io containerd runc tini)
+PKGS=("$KPKG" busybox-static docker.io containerd runc tini e2fsprogs)
 for p in "${PKGS[@]}"; do
   if [ ! -d "$CACHE/pkg/$p" ]; then
     log "fetch $p"
@@ -92,6 +92,7 @@ root:x:0:
 docker:x:1101:rancher
 rancher:x:1100:
 G
+cp "$CACHE/pkg/e2fsprogs/etc/mke2fs.conf" "$R/etc/mke2fs.conf"
 printf 'root:*:1::::::\nrancher:*:1::::::\n' > "$R/etc/shadow"; chmod 600 "$R/etc/shadow"
 cat > "$R/etc/os-release" <<O
 NAME="Berth"
@@ -114,8 +115,10 @@ for b in "${ENGINE_BINS[@]}"; do
   done
   [ -e "$S/$b" ] || [ -L "$S/$b" ] || { echo "missing engine binary usr/$b" >&2; exit 1; }
 done
-for b in "${ENGINE_BINS[@]}"; do
-  [ -L "$S/$b" ] && continue
+# ext4 tools for the state disk (busybox's mke2fs makes only ext2).
+for b in mke2fs e2fsck resize2fs; do cp "$CACHE/pkg/e2fsprogs/sbin/$b" "$S/sbin/$b"; done
+ln -s mke2fs "$S/sbin/mkfs.ext4"; ln -s e2fsck "$S/sbin/fsck.ext4"
+for b in $(cd "$S" && find bin sbin -type f | sort); do
   ldd "$S/$b" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' || true
 done | sort -u | while read -r lib; do
   case "$lib" in

@@ -1,0 +1,145 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthos/berth/platforms/install"
+)
+
+// bootDisk starts qemu from disk alone (no -kernel: the firmware runs the
+// installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
+func bootDisk(t *testing.T, disk, format, ovmf string) *VM {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+	}
+	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
+	vm.cond = sync.NewCond(&vm.mu)
+	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
+	accel, cpu := Accel(), "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{
+		"-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1024",
+		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort), "-device", "virtio-net-pci,netdev=n0",
+		"-device", "virtio-rng-pci",
+		"-drive", "file=" + disk + ",if=virtio,format=" + format,
+	}
+	if ovmf != "" {
+		vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+		b, err := os.ReadFile(strings.Replace(ovmf, "OVMF_CODE", "OVMF_VARS", 1))
+		if err != nil {
+			t.Skipf("OVMF variables: %v", err)
+		}
+		os.WriteFile(vars, b, 0o644)
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf, "-drive", "if=pflash,format=raw,file="+vars)
+	}
+	vm.cmd = exec.Command("qemu-system-x86_64", args...)
+	var err error
+	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := vm.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.cmd.Stderr = vm.cmd.Stdout
+	if vm.log, err = os.Create(filepath.Join(t.TempDir(), "console.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("qemu (%s): %s", accel, strings.Join(vm.cmd.Args, " "))
+	vm.Started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	go vm.read(out)
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("console (last 80 lines):\n%s", vm.Tail(80))
+		}
+	})
+	return vm
+}
+
+// installDisk installs the image onto a new raw disk as `ros install` does.
+func installDisk(t *testing.T, img Image, platform install.Platform, cloudConfig string) string {
+	t.Helper()
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(disk, 2<<30)
+	cc := filepath.Join(dir, "cc.yml")
+	os.WriteFile(cc, []byte(cloudConfig), 0o644)
+	p, err := install.NewPlan(disk, 2<<30, install.WithPlatform(platform), install.WithCloudConfig(cc),
+		install.WithKernel(filepath.Join(img.Dir, "vmlinuz")), install.WithInitrd(filepath.Join(img.Dir, "initrd")),
+		install.WithAppend("rancher.autologin=ttyS0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := install.Install(context.Background(), p); err != nil {
+		t.Skipf("cannot install here (grub-pc-bin, grub-efi-amd64-bin, dosfstools, mtools, e2fsprogs): %v", err)
+	}
+	return disk
+}
+
+const installedConfig = `#cloud-config
+hostname: berth-installed
+write_files:
+  - path: /opt/installed.txt
+    content: "written by the installed cloud-config\n"
+`
+
+// TestInstalledDiskBoots installs to a blank disk, boots it through GRUB
+// (BIOS, then UEFI with OVMF), and checks the installed kernel command
+// line, the state partition and the installed cloud-config.
+func TestInstalledDiskBoots(t *testing.T) {
+	img := image(t)
+	disk := installDisk(t, img, install.Generic, installedConfig)
+	for _, fw := range []struct{ name, ovmf string }{{"BIOS", ""}, {"UEFI", "/usr/share/OVMF/OVMF_CODE.fd"}} {
+		t.Run(fw.name, func(t *testing.T) {
+			if fw.ovmf != "" {
+				if _, err := os.Stat(fw.ovmf); err != nil {
+					t.Skipf("no OVMF firmware (apt-get install ovmf): %v", err)
+				}
+			}
+			vm := bootDisk(t, disk, "raw", fw.ovmf)
+			t.Logf("ready after %s", vm.WaitReady(bootTimeout))
+			cmdline := vm.MustConsole("cat /proc/cmdline")
+			if !strings.Contains(cmdline, "rancher.state.dev=LABEL=RANCHER_STATE") || !strings.Contains(cmdline, "console=tty0 console=ttyS0,115200n8") {
+				t.Errorf("kernel command line %q lacks the installed state device and consoles", cmdline)
+			}
+			console := func(cmd string) (string, int) {
+				out, code, err := vm.Console(cmd, time.Minute)
+				if err != nil {
+					t.Fatalf("console %q: %v", cmd, err)
+				}
+				return out, code
+			}
+			if got, _ := console("grep -c ' /mnt/state ext4 ' /proc/mounts"); strings.TrimSpace(got) != "1" {
+				t.Errorf("state partition not mounted on /mnt/state (grep -c says %q)", got)
+			}
+			if got, _ := console("cat /opt/installed.txt"); !strings.Contains(got, "written by the installed cloud-config") {
+				t.Errorf("/opt/installed.txt = %q, want what the installed cloud-config wrote", got)
+			}
+			// Installing over the running system's own disk is refused.
+			if got, code := console("ros install -d /dev/vda --no-reboot"); code != 2 || !strings.Contains(got, "refusing to install over it") {
+				t.Errorf("ros install -d /dev/vda on the installed system: exit %d, %q; want 2 and a refusal", code, got)
+			}
+		})
+	}
+}

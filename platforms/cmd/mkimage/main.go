@@ -31,7 +31,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: mkimage vmlinux|modules|cpio ...")
+		return fmt.Errorf("usage: mkimage vmlinux, modules or cpio")
 	}
 	switch args[0] {
 	case "vmlinux":
@@ -60,7 +60,7 @@ func run(args []string) error {
 		return atomicfile.Write(args[2], out, 0o644)
 	case "modules":
 		if len(args) < 4 {
-			return fmt.Errorf("usage: mkimage modules SRC DST NAME...")
+			return fmt.Errorf("usage: mkimage modules SRC DST NAME [NAME]")
 		}
 		mods, err := image.ScanModules(args[1])
 		if err != nil {

@@ -20,7 +20,7 @@ func DefaultModules() []string {
 	return []string{
 		"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_rng", "virtio_console",
 		"ata_piix", "ahci", "sd_mod", "sr_mod",
-		"loop", "squashfs", "overlay", "ext4", "isofs", "vfat", "nls_utf8", "nls_cp437", "nls_iso8859_1",
+		"loop", "squashfs", "overlay", "crc32c_generic", "crc32c_intel", "ext4", "isofs", "vfat", "nls_utf8", "nls_cp437", "nls_iso8859_1",
 		"bridge", "br_netfilter", "veth", "8021q", "bonding", "tun",
 		"button", "evdev", "xfrm_user", "nfnetlink",
 	}

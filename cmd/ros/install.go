@@ -73,6 +73,11 @@ func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	if !f.force {
+		if err := install.Check(f.device, ""); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("install: %w", err)}
+		}
+	}
 	tmp, err := os.MkdirTemp("", "ros-install-")
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
@@ -93,11 +98,6 @@ func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 		install.WithKernel(kernel), install.WithInitrd(initrd), install.WithCloudConfig(f.cloudConfig))
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
-	}
-	if !f.force {
-		if err := install.Check(f.device, ""); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("install: %w", err)}
-		}
 	}
 	fmt.Fprint(out, plan)
 	interactive := false

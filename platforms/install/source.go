@@ -54,13 +54,15 @@ func FromISO(iso, dir string) (kernel, initrd string, err error) {
 	return out[0], out[1], nil
 }
 
-// FindSources picks the kernel and initrd to install: the files under
-// root (an installed system being reinstalled), else the first Berth ISO
-// among isos (the boot CD-ROM), extracted into dir.
+// FindSources picks the kernel and initrd to install: those under root's
+// /boot or on the mounted state partition (an installed system), else the
+// first Berth ISO among isos (the boot CD-ROM), extracted into dir.
 func FindSources(root, dir string, isos ...string) (kernel, initrd string, err error) {
-	k, i := filepath.Join(root, KernelPath), filepath.Join(root, InitrdPath)
-	if regular(k) && regular(i) {
-		return k, i, nil
+	for _, base := range []string{root, filepath.Join(root, "mnt/state")} {
+		k, i := filepath.Join(base, KernelPath), filepath.Join(base, InitrdPath)
+		if regular(k) && regular(i) {
+			return k, i, nil
+		}
 	}
 	var errs []error
 	for _, iso := range isos {

@@ -39,3 +39,15 @@ func TestFromISO(t *testing.T) {
 		t.Error("FindSources with nothing to find: no error")
 	}
 }
+
+func TestFindSourcesStatePartition(t *testing.T) {
+	root := t.TempDir()
+	boot := filepath.Join(root, "mnt/state/boot")
+	os.MkdirAll(boot, 0o755)
+	os.WriteFile(filepath.Join(boot, "vmlinuz"), []byte("k"), 0o644)
+	os.WriteFile(filepath.Join(boot, "initrd"), []byte("i"), 0o644)
+	k, i, err := FindSources(root, t.TempDir())
+	if err != nil || k != filepath.Join(boot, "vmlinuz") || i != filepath.Join(boot, "initrd") {
+		t.Errorf("FindSources on an installed system = %s, %s, %v; want the state partition's /boot", k, i, err)
+	}
+}

@@ -57,6 +57,7 @@ type Builder struct {
 	only           map[string]bool
 	log            io.Writer
 	installOpts    []install.InstallOption
+	extraArgs      string
 }
 
 // Option configures New.
@@ -85,6 +86,9 @@ func WithOnly(names ...string) Option {
 		}
 	}
 }
+
+// WithAppend adds kernel arguments to every image's command line.
+func WithAppend(args string) Option { return func(b *Builder) { b.extraArgs = args } }
 
 // WithLog makes the builder say what it does on w.
 func WithLog(w io.Writer) Option { return func(b *Builder) { b.log = w } }
@@ -161,7 +165,7 @@ func (b *Builder) installRaw(ctx context.Context, p install.Platform, raw string
 		return err
 	}
 	plan, err := install.NewPlan(raw, b.diskBytes, install.WithPlatform(p), install.WithKernel(b.kernel), install.WithInitrd(b.initrd),
-		install.WithSeed(b.seed+"/"+string(p)), install.WithEpoch(b.epoch))
+		install.WithSeed(b.seed+"/"+string(p)), install.WithEpoch(b.epoch), install.WithAppend(b.extraArgs))
 	if err != nil {
 		return err
 	}

@@ -24,13 +24,14 @@ func main() {
 	size := flag.Int64("size-gib", 2, "disk size of each image in GiB")
 	seed := flag.String("seed", "berth", "seed of the GUIDs and UUIDs (the build passes the commit)")
 	epoch := flag.Int64("epoch", 0, "timestamp of every file, in Unix seconds (the build passes SOURCE_DATE_EPOCH)")
+	appendArgs := flag.String("append", "", "extra kernel arguments for every image")
 	only := flag.String("only", "", "comma-separated image names to build (default all)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	opts := []cloudimage.Option{
 		cloudimage.WithOutDir(*out), cloudimage.WithDiskSize(*size << 30), cloudimage.WithSeed(*seed),
-		cloudimage.WithEpoch(time.Unix(*epoch, 0)), cloudimage.WithLog(os.Stderr),
+		cloudimage.WithEpoch(time.Unix(*epoch, 0)), cloudimage.WithLog(os.Stderr), cloudimage.WithAppend(*appendArgs),
 	}
 	if *only != "" {
 		opts = append(opts, cloudimage.WithOnly(strings.Split(*only, ",")...))

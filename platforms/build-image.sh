@@ -34,7 +34,7 @@ MODULES=(
 # squashfs with the libraries ldd finds for them.
 ENGINE_BINS=(
   sbin/dockerd bin/docker sbin/docker-proxy bin/docker-init bin/tini-static bin/tini
-  bin/containerd bin/containerd-shim-runc-v2 sbin/runc bin/runc bin/ctr
+  bin/containerd bin/containerd-shim-runc-v2 sbin/runc bin/runc
 )
 
 mkdir -p "$OUT" "$CACHE/debs"

@@ -47,7 +47,7 @@ func TestBenchBoot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("BENCH_MEM: %v", err)
 		}
-		ok := t.Run(fmt.Sprintf("mem=%dMiB", mb), func(t *testing.T) { benchOnce(t, img, mb) })
+		ok := t.Run(fmt.Sprintf("%dMiB", mb), func(t *testing.T) { benchOnce(t, img, mb) })
 		if !ok {
 			break
 		}

@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthos/berth/datasources/fake"
+	"github.com/berthos/berth/platforms/cloudimage"
 	"github.com/berthos/berth/platforms/install"
 )
 
 // bootDisk starts qemu from disk alone (no -kernel: the firmware runs the
 // installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
-func bootDisk(t *testing.T, disk, format, ovmf string) *VM {
+func bootDisk(t *testing.T, disk, format, ovmf string, extra ...string) *VM {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
@@ -46,6 +48,7 @@ func bootDisk(t *testing.T, disk, format, ovmf string) *VM {
 		os.WriteFile(vars, b, 0o644)
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf, "-drive", "if=pflash,format=raw,file="+vars)
 	}
+	args = append(args, extra...)
 	vm.cmd = exec.Command("qemu-system-x86_64", args...)
 	var err error
 	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
@@ -145,5 +148,31 @@ func TestInstalledDiskBoots(t *testing.T) {
 				t.Errorf("ros install -d /dev/vda on the installed system: exit %d, %q; want 2 and a refusal", code, got)
 			}
 		})
+	}
+}
+
+// TestOpenStackImage builds berth-openstack.qcow2 and boots it with a
+// config drive: the hostname comes from the drive's user-data.
+func TestOpenStackImage(t *testing.T) {
+	img := image(t)
+	out := t.TempDir()
+	_, err := cloudimage.New(filepath.Join(img.Dir, "vmlinuz"), filepath.Join(img.Dir, "initrd"),
+		cloudimage.WithOutDir(out), cloudimage.WithOnly("berth-openstack.qcow2"),
+		cloudimage.WithAppend("rancher.autologin=ttyS0 no_timer_check")).Build(context.Background())
+	if err != nil {
+		t.Skipf("cannot build the image here (grub, dosfstools, mtools, e2fsprogs, qemu-utils): %v", err)
+	}
+	iso := filepath.Join(t.TempDir(), "config-2.iso")
+	if err := fake.BuildISO(iso, "config-2", fake.DriveFiles([]byte("#cloud-config\nhostname: berth-openstack\n"))); err != nil {
+		t.Fatalf("build config drive: %v", err)
+	}
+	vm := bootDisk(t, filepath.Join(out, "berth-openstack.qcow2")+",snapshot=on", "qcow2", "",
+		"-drive", "file="+iso+",media=cdrom,readonly=on")
+	t.Logf("ready after %s", vm.WaitReady(bootTimeout))
+	if got := strings.TrimSpace(vm.MustConsole("hostname")); got != "berth-openstack" {
+		t.Errorf("hostname %q, want berth-openstack from the config drive", got)
+	}
+	if got := vm.MustConsole("cat /proc/cmdline"); !strings.Contains(got, "rancher.cloud_init.datasources=[configdrive,openstack]") {
+		t.Errorf("kernel command line %q lacks the OpenStack datasources", got)
 	}
 }

@@ -33,8 +33,9 @@ var milestones = []milestone{
 
 // TestBenchBoot boots the EC2 case and prints when each milestone came,
 // each system service's start, PID 1's RSS and the memory used; then
-// boots again with less memory (BENCH_MEM, MiB, default "512 384 256")
-// until the EC2 boot no longer reaches User Docker. `make bench-boot`.
+// boots again with less memory (BENCH_MEM, MiB, default "1024 512 384
+// 256") until the EC2 boot no longer comes up with SSH working. `make
+// bench-boot`.
 func TestBenchBoot(t *testing.T) {
 	img := image(t)
 	mems := strings.Fields(os.Getenv("BENCH_MEM"))
@@ -53,7 +54,7 @@ func TestBenchBoot(t *testing.T) {
 		}
 		smallest = m
 	}
-	t.Logf("smallest -m at which the EC2 boot reached User Docker and ran a command over SSH: %s MiB (accel %s)", smallest, Accel())
+	t.Logf("smallest -m at which the EC2 boot came up and ran a command over SSH: %s MiB (accel %s)", smallest, Accel())
 }
 
 func benchOnce(t *testing.T, img Image, mb int) {
@@ -65,8 +66,9 @@ func benchOnce(t *testing.T, img Image, mb int) {
 		Cmdline: "rancher.cloud_init.datasources=[ec2]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro"},
 	})
-	if _, _, err := vm.WaitLine(regexp.MustCompile(`User Docker ready`), 0, bootTimeout); err != nil {
-		t.Fatalf("%d MiB: %v", mb, err)
+	vm.WaitReady(bootTimeout)
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`User Docker ready`), 0, 3*time.Minute); err != nil {
+		t.Logf("%d MiB: %v", mb, err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "EC2 boot, %d MiB, 2 vCPUs, %s; seconds since qemu start:\n", mb, Accel())

@@ -140,7 +140,7 @@ func TestInstalledDiskBoots(t *testing.T) {
 			if got, _ := console("grep -c ' /mnt/state ext4 ' /proc/mounts"); strings.TrimSpace(got) != "1" {
 				t.Errorf("state partition not mounted on /mnt/state (grep -c says %q)", got)
 			}
-			if got, _ := console("cat /opt/installed.txt"); !strings.Contains(got, "written by the installed cloud-config") {
+			if got, _ := console("for i in $(seq 90); do [ -f /opt/installed.txt ] && break; sleep 1; done; cat /opt/installed.txt"); !strings.Contains(got, "written by the installed cloud-config") {
 				t.Errorf("/opt/installed.txt = %q, want what the installed cloud-config wrote", got)
 			}
 			// Installing over the running system's own disk is refused.

@@ -90,10 +90,13 @@ func benchOnce(t *testing.T, img Image, mb int) {
 		}
 	}
 	vm.mu.Unlock()
-	rss := vm.MustConsole("grep VmRSS /proc/1/status; grep VmRSS /proc/$(pgrep -f 'ros init _boot' | head -1)/status")
-	free := vm.MustConsole("free -m | sed -n 2p")
+	rss, _, _ := vm.Console(`grep VmRSS /proc/1/status; for p in /proc/[0-9]*; do grep -q _boot $p/cmdline 2>/dev/null && grep VmRSS $p/status; done`, time.Minute)
+	free, _, _ := vm.Console("free -m | sed -n 2p", time.Minute)
+	if f := strings.Fields(free); len(f) > 1 {
+		free = strings.Join(f[1:], " ")
+	}
 	fmt.Fprintf(&b, "  PID 1 and boot process RSS: %s\n  memory after boot (free -m, MiB: total used free shared buff/cache available): %s\n",
-		strings.ReplaceAll(rss, "\n", " / "), strings.Join(strings.Fields(free)[1:], " "))
+		strings.ReplaceAll(rss, "\n", " / "), free)
 	if out, err := vm.SSH(t.Context(), key, "true", 3*time.Minute); err != nil {
 		t.Errorf("%d MiB: ssh: %v %s", mb, err, out)
 	}

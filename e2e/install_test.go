@@ -143,6 +143,16 @@ func TestInstalledDiskBoots(t *testing.T) {
 			if got, _ := console("for i in $(seq 90); do [ -f /opt/installed.txt ] && break; sleep 1; done; cat /opt/installed.txt"); !strings.Contains(got, "written by the installed cloud-config") {
 				t.Errorf("/opt/installed.txt = %q, want what the installed cloud-config wrote", got)
 			}
+			// The first boot (BIOS) leaves state; the second (UEFI) finds it.
+			if fw.name == "BIOS" {
+				if out, code := console("echo kept > /home/rancher/kept.txt && ros config set rancher.environment.BERTH_KEPT yes && sync"); code != 0 {
+					t.Errorf("leaving state: exit %d: %s", code, out)
+				}
+			} else {
+				if out, _ := console("cat /home/rancher/kept.txt; ros config get rancher.environment.BERTH_KEPT"); !strings.Contains(out, "kept") || !strings.Contains(out, "yes") {
+					t.Errorf("state from the first boot is gone after a reboot: %q", out)
+				}
+			}
 			// Installing over the running system's own disk is refused.
 			if got, code := console("ros install -d /dev/vda --no-reboot"); code != 2 || !strings.Contains(got, "refusing to install over it") {
 				t.Errorf("ros install -d /dev/vda on the installed system: exit %d, %q; want 2 and a refusal", code, got)

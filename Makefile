@@ -76,19 +76,22 @@ test-engines: ## The System Docker / services / User Docker tests against real d
 bench-engines: build ## Engines with the real bin/ros: start to services running, RSS, restart latency, shutdown (root)
 	bash sysinit/bench-engines.sh bin/ros
 
-.PHONY: cloud-images packer-qemu
+.PHONY: images cloud-images packer-qemu
 IMAGE_DIR ?= out/image
 CLOUD_DIR ?= out/cloud
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
+images: image ## All four images: berth.iso (out/image) and the cloud images (out/cloud), from this commit, with their sizes
+	$(MAKE) cloud-images
+
 cloud-images: build ## Cloud images from out/image: berth-openstack.qcow2, berth-gce.tar.gz, berth-ec2.raw/.vmdk into out/cloud (reproducible, sizes printed)
-	@[ -s $(IMAGE_DIR)/vmlinuz ] && [ -s $(IMAGE_DIR)/initrd ] && [ -s $(IMAGE_DIR)/berth.iso ] || OUT=$(IMAGE_DIR) platforms/build-image.sh bin/ros
+	@[ -s $(IMAGE_DIR)/vmlinuz ] && [ -s $(IMAGE_DIR)/initrd ] && [ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
 	$(GO) run ./platforms/cloudimage/cmd/cloudimage -kernel $(IMAGE_DIR)/vmlinuz -initrd $(IMAGE_DIR)/initrd -out $(CLOUD_DIR) \
 		-seed "$$(git rev-parse HEAD 2>/dev/null || echo dev)" -epoch $(SOURCE_DATE_EPOCH)
 	@stat -c '%n %s' $(IMAGE_DIR)/berth.iso | awk '{printf "%-24s %6.1f MiB\n", "berth.iso", $$2/1048576}'
 
 packer-qemu: ## Packer's qemu build: unattended install from berth.iso to out/packer-qemu/berth.qcow2 (KVM if usable, else TCG)
-	@[ -s $(IMAGE_DIR)/berth.iso ] || { $(MAKE) build && OUT=$(IMAGE_DIR) platforms/build-image.sh bin/ros; }
+	@[ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
 	rm -rf out/packer-qemu
 	accel=tcg; if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi; echo "packer-qemu: accelerator $$accel"; \
 	CHECKPOINT_DISABLE=1 packer build -only=qemu -var accelerator=$$accel \

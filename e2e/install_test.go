@@ -92,9 +92,7 @@ func installDisk(t *testing.T, img Image, platform install.Platform, cloudConfig
 		install.WithKernel(filepath.Join(img.Dir, "vmlinuz")), install.WithInitrd(filepath.Join(img.Dir, "initrd")),
 		// no_timer_check: a loaded TCG host can fail the kernel's IO-APIC
 		// timer check ("IO-APIC + timer doesn't work!").
-		// crc32c_generic: ext4 needs it and bootstrap.DefaultModules does not
-		// load it yet (the kernel says "Cannot load crc32c driver").
-		install.WithAppend("rancher.autologin=ttyS0 no_timer_check rancher.modules=[crc32c_generic]"))
+		install.WithAppend("rancher.autologin=ttyS0 no_timer_check"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ cat > "$R/etc/os-release" <<O
 NAME="Berth"
 ID=berth
 ID_LIKE=rancheros
-VERSION_ID=$(git describe --tags --always 2>/dev/null || echo dev)
+VERSION_ID=${VERSION:-$(git describe --tags --always 2>/dev/null || echo dev)}
 PRETTY_NAME="Berth"
 O
 echo "$KVER" > "$R/etc/berth-kernel"

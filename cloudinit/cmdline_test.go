@@ -19,7 +19,7 @@ func TestParseCmdline(t *testing.T) {
 	}{
 		{"rancheros iso defaults",
 			"BOOT_IMAGE=/boot/vmlinuz-4.14.138-rancher initrd=/boot/initrd-v1.5.8 console=tty1 rancher.autologin=tty1 console=ttyS0 rancher.autologin=ttyS0 printk.devkmsg=on rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait panic=10",
-			Config{Rancher: Rancher{State: State{Dev: "LABEL=RANCHER_STATE", Wait: true}}}},
+			Config{Rancher: Rancher{Autologin: "ttyS0", State: State{Dev: "LABEL=RANCHER_STATE", Wait: true}}}},
 		{"datasources list", "rancher.cloud_init.datasources=[ec2,gce]",
 			Config{Rancher: Rancher{CloudInit: CloudInit{Datasources: []string{"ec2", "gce"}}}}},
 		{"single datasource becomes a list", "rancher.cloud_init.datasources=configdrive:/dev/sr0",

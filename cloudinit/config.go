@@ -51,10 +51,13 @@ type Mount struct {
 
 // Rancher is the `rancher:` key.
 type Rancher struct {
-	Environment     map[string]string `yaml:"environment,omitempty" json:"environment,omitempty"`
-	Debug           bool              `yaml:"debug,omitempty" json:"debug,omitempty"`
-	Log             bool              `yaml:"log,omitempty" json:"log,omitempty"`
-	Console         string            `yaml:"console,omitempty" json:"console,omitempty"`
+	Environment map[string]string `yaml:"environment,omitempty" json:"environment,omitempty"`
+	Debug       bool              `yaml:"debug,omitempty" json:"debug,omitempty"`
+	Log         bool              `yaml:"log,omitempty" json:"log,omitempty"`
+	Console     string            `yaml:"console,omitempty" json:"console,omitempty"`
+	// Autologin names the consoles (e.g. "ttyS0", comma-separated) that get
+	// a root shell without a password; PID 1 reads it from the command line.
+	Autologin       string            `yaml:"autologin,omitempty" json:"autologin,omitempty"`
 	Modules         []string          `yaml:"modules,omitempty" json:"modules,omitempty"`
 	Sysctl          map[string]string `yaml:"sysctl,omitempty" json:"sysctl,omitempty"`
 	ResizeDevice    string            `yaml:"resize_device,omitempty" json:"resize_device,omitempty"`

@@ -174,19 +174,9 @@ func NewClient(socket string) (*client.Client, error) {
 // dies it is started again with backoff, and OnRestart runs once it
 // answers again.
 type Daemon struct {
-	name     string
-	bin      string
-	args     []string
-	env      []string
-	logPath  string
-	socket   string
-	execRoot string
-	log      *slog.Logger
+	daemonConfig
 	// Client talks to this daemon.
 	Client *client.Client
-
-	onRestart func(ctx context.Context)
-	pdeathsig bool
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -221,19 +211,15 @@ func startDaemon(ctx context.Context, c daemonConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{
-		name: c.name, bin: c.bin, args: c.args, env: c.env, logPath: c.logPath,
-		socket: c.socket, execRoot: c.execRoot, log: c.log, Client: cli, onRestart: c.onRestart, pdeathsig: c.pdeathsig,
-		done: make(chan struct{}),
-	}
+	d := &Daemon{daemonConfig: c, Client: cli, done: make(chan struct{})}
 	if err := d.spawn(); err != nil {
 		return nil, err
 	}
-	if err := d.waitPing(ctx, c.pingLimit); err != nil {
+	if err := d.waitPing(ctx, d.pingLimit); err != nil {
 		d.Stop(context.Background(), 5*time.Second)
 		return nil, err
 	}
-	go d.run(ctx, c.pingLimit)
+	go d.run(ctx)
 	return d, nil
 }
 
@@ -307,7 +293,7 @@ func (d *Daemon) waitPing(ctx context.Context, limit time.Duration) error {
 }
 
 // run restarts dockerd with backoff whenever it dies.
-func (d *Daemon) run(ctx context.Context, pingLimit time.Duration) {
+func (d *Daemon) run(ctx context.Context) {
 	defer close(d.done)
 	b := newBackoff(time.Second, 30*time.Second, time.Minute)
 	for {
@@ -339,7 +325,7 @@ func (d *Daemon) run(ctx context.Context, pingLimit time.Duration) {
 			d.log.Error("engine restart failed", "engine", d.name, "err", err)
 			continue
 		}
-		if err := d.waitPing(ctx, pingLimit); err != nil {
+		if err := d.waitPing(ctx, d.pingLimit); err != nil {
 			d.log.Error("engine restart failed", "engine", d.name, "err", err)
 			continue
 		}

@@ -6,10 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,23 +20,11 @@ import (
 // installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
 func bootDisk(t *testing.T, disk, format, ovmf string, extra ...string) *VM {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
-	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
-	vm.cond = sync.NewCond(&vm.mu)
-	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
-	accel, cpu := Accel(), "max"
-	if accel == "kvm" {
-		cpu = "host"
-	}
-	args := []string{
-		"-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1024",
-		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
+	vm, args := newVM(t, 1024)
+	args = append(args,
 		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort), "-device", "virtio-net-pci,netdev=n0",
-		"-device", "virtio-rng-pci",
-		"-drive", "file=" + disk + ",if=virtio,format=" + format,
-	}
+		"-drive", "file="+disk+",if=virtio,format="+format,
+	)
 	if ovmf != "" {
 		vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
 		b, err := os.ReadFile(strings.Replace(ovmf, "OVMF_CODE", "OVMF_VARS", 1))
@@ -48,32 +34,7 @@ func bootDisk(t *testing.T, disk, format, ovmf string, extra ...string) *VM {
 		os.WriteFile(vars, b, 0o644)
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf, "-drive", "if=pflash,format=raw,file="+vars)
 	}
-	args = append(args, extra...)
-	vm.cmd = exec.Command("qemu-system-x86_64", args...)
-	var err error
-	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := vm.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm.cmd.Stderr = vm.cmd.Stdout
-	if vm.log, err = os.Create(filepath.Join(t.TempDir(), "console.log")); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("qemu (%s): %s", accel, strings.Join(vm.cmd.Args, " "))
-	vm.Started = time.Now()
-	if err := vm.cmd.Start(); err != nil {
-		t.Fatalf("start qemu: %v", err)
-	}
-	go vm.read(out)
-	t.Cleanup(func() {
-		vm.Kill()
-		if t.Failed() {
-			t.Logf("console (last 80 lines):\n%s", vm.Tail(80))
-		}
-	})
+	vm.start(append(args, extra...))
 	return vm
 }
 

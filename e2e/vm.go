@@ -64,6 +64,7 @@ type VM struct {
 	SSHPort int
 	Started time.Time
 	monitor string
+	accel   string // "kvm" or "tcg"
 
 	mu    sync.Mutex
 	lines []Line
@@ -94,36 +95,55 @@ func freePort(t testing.TB) int {
 // a free local port, and stops it when the test ends.
 func Boot(t testing.TB, img Image, c VMConfig) *VM {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
 	if c.MemMB == 0 {
 		c.MemMB = 1024
 	}
-	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
-	vm.cond = sync.NewCond(&vm.mu)
-	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
+	vm, args := newVM(t, c.MemMB)
 	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
 	if c.Net != "" {
 		netdev += "," + c.Net
 	}
-	accel := Accel()
-	cpu := "max"
-	if accel == "kvm" {
-		cpu = "host"
-	}
-	args := []string{
-		"-accel", accel, "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(c.MemMB),
-		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
+	args = append(args,
 		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + c.Cmdline),
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0" + macOpt(c.NICMAC),
-		"-device", "virtio-rng-pci",
-	}
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 "+c.Cmdline),
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"+macOpt(c.NICMAC),
+	)
 	if c.Disk != "" {
 		args = append(args, "-drive", "file="+c.Disk+",if=virtio,format=raw")
 	}
-	args = append(args, c.Args...)
+	vm.start(append(args, c.Args...))
+	return vm
+}
+
+// newVM makes a VM with its SSH port and monitor socket, and returns the
+// qemu arguments every boot shares: accelerator, CPU, memory, serial
+// console on stdio, monitor, RNG. The caller adds how the guest boots and
+// its network, then calls start.
+func newVM(t testing.TB, memMB int) (*VM, []string) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+	}
+	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
+	vm.cond = sync.NewCond(&vm.mu)
+	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
+	vm.accel = Accel()
+	cpu := "max"
+	if vm.accel == "kvm" {
+		cpu = "host"
+	}
+	return vm, []string{
+		"-accel", vm.accel, "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(memMB),
+		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
+		"-device", "virtio-rng-pci",
+	}
+}
+
+// start runs qemu with args, copies its console into the VM's log, and
+// kills it when the test ends (printing the console's tail on failure).
+func (vm *VM) start(args []string) {
+	t := vm.t
+	t.Helper()
 	vm.cmd = exec.Command("qemu-system-x86_64", args...)
 	var err error
 	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
@@ -134,11 +154,10 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		t.Fatal(err)
 	}
 	vm.cmd.Stderr = vm.cmd.Stdout
-	logPath := filepath.Join(t.TempDir(), "console.log")
-	if vm.log, err = os.Create(logPath); err != nil {
+	if vm.log, err = os.Create(filepath.Join(t.TempDir(), "console.log")); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("qemu (%s): %s", accel, strings.Join(vm.cmd.Args, " "))
+	t.Logf("qemu (%s): %s", vm.accel, strings.Join(vm.cmd.Args, " "))
 	vm.Started = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		t.Fatalf("start qemu: %v", err)
@@ -150,7 +169,6 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 			t.Logf("console (last 80 lines):\n%s", vm.Tail(80))
 		}
 	})
-	return vm
 }
 
 func macOpt(mac string) string {

@@ -22,7 +22,7 @@ func DefaultModules() []string {
 		"ata_piix", "ahci", "sd_mod", "sr_mod",
 		"loop", "squashfs", "overlay", "crc32c_generic", "crc32c_intel", "ext4", "isofs", "vfat", "nls_utf8", "nls_cp437", "nls_iso8859_1",
 		"bridge", "br_netfilter", "veth", "8021q", "bonding", "tun",
-		"button", "evdev", "xfrm_user", "nfnetlink",
+		"button", "evdev", "nfnetlink",
 	}
 }
 

@@ -184,15 +184,18 @@ func Apply(ctx context.Context, cfg Config, opts ...Option) (*State, error) {
 	return s, errors.Join(errs...)
 }
 
+// handle opens a netlink socket for the route family only: netconf needs
+// nothing else, and netlink.NewHandle() without families also opens XFRM and
+// netfilter sockets, which fail unless xfrm_user and nfnetlink are loaded.
 func (o *options) handle() (*netlink.Handle, error) {
 	if o.ns.IsOpen() {
-		h, err := netlink.NewHandleAt(o.ns)
+		h, err := netlink.NewHandleAt(o.ns, unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("open netlink in netns: %w", err)
 		}
 		return h, nil
 	}
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}

@@ -175,3 +175,47 @@ func TestMoveTree(t *testing.T) {
 		t.Errorf("moved file mode = %o, want 755", st.Mode&0o777)
 	}
 }
+
+func TestModuleResolve(t *testing.T) {
+	dep := `kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko
+kernel/fs/fat/fat.ko:
+kernel/drivers/net/virtio_net.ko:
+kernel/net/netfilter/nft_chain_nat.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/arch/x86/crypto/crc32c-intel.ko:
+`
+	alias := `alias fs-vfat vfat
+alias virtio:d00000001v* virtio_net
+alias nft-chain-2-nat nft_chain_nat
+alias crypto-crc32c crc32c_generic
+alias crypto-crc32c crc32c_intel
+alias pci:v00008086d0000[0-9]*sv* nothing_shipped
+not an alias line
+`
+	md, err := ParseModulesDep("/lib/modules/x", strings.NewReader(dep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := md.ParseAliases(strings.NewReader(alias)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		want []string
+	}{
+		{"vfat", []string{"vfat"}},                 // a module name is itself
+		{"crc32c-intel", []string{"crc32c_intel"}}, // "-" and "_" alike
+		{"fs-vfat", []string{"vfat"}},              // what mount(2) asks for
+		{"fs_vfat", []string{"vfat"}},
+		{"virtio:d00000001v00001AF4", []string{"virtio_net"}}, // a device's modalias
+		{"nft-chain-2-nat", []string{"nft_chain_nat"}},
+		{"crypto-crc32c", []string{"crc32c_generic", "crc32c_intel"}}, // every match
+		{"pci:v00008086d00001234sv0", []string{"nothing_shipped"}},    // "[0-9]" is a range, not "-"
+		{"net-pf-99", nil},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, md.Resolve(tt.name)); diff != "" {
+			t.Errorf("Resolve(%q) (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

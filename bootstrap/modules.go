@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,6 +33,70 @@ type ModuleDeps struct {
 	dir  string
 	path map[string]string
 	deps map[string][]string
+	// aliases are modules.alias's patterns, normalised, in file order.
+	aliases []moduleAlias
+}
+
+type moduleAlias struct{ pattern, module string }
+
+// normaliseAlias turns "-" into "_" outside brackets, as kmod does, so
+// that "fs-vfat" and "fs_vfat" match alike and "[0-9]" stays a range.
+func normaliseAlias(s string) string {
+	b := []byte(s)
+	depth := 0
+	for i, c := range b {
+		switch {
+		case c == '[':
+			depth++
+		case c == ']' && depth > 0:
+			depth--
+		case c == '-' && depth == 0:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// ParseAliases adds the aliases of a modules.alias ("alias PATTERN
+// module" lines) read from r.
+func (md *ModuleDeps) ParseAliases(r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 3 || f[0] != "alias" {
+			continue
+		}
+		md.aliases = append(md.aliases, moduleAlias{normaliseAlias(f[1]), modName(f[2])})
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read modules.alias: %w", err)
+	}
+	return nil
+}
+
+// Resolve returns the modules a name asks for: the module itself when it
+// is one, else every module with an alias matching it (a device's
+// modalias, or a name the kernel requests such as "fs-vfat" or
+// "nft-chain-2-nat"), each once, in modules.alias order. Nil when nothing
+// matches.
+func (md *ModuleDeps) Resolve(name string) []string {
+	if n := modName(name); md.path[n] != "" {
+		return []string{n}
+	}
+	want := normaliseAlias(name)
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range md.aliases {
+		if seen[a.module] {
+			continue
+		}
+		if ok, err := path.Match(a.pattern, want); err == nil && ok {
+			seen[a.module] = true
+			out = append(out, a.module)
+		}
+	}
+	return out
 }
 
 func modName(p string) string {
@@ -61,14 +126,27 @@ func ParseModulesDep(dir string, r io.Reader) (*ModuleDeps, error) {
 	return md, nil
 }
 
-// LoadModuleDeps reads dir/modules.dep.
+// LoadModuleDeps reads dir/modules.dep and, when there is one,
+// dir/modules.alias.
 func LoadModuleDeps(dir string) (*ModuleDeps, error) {
 	f, err := os.Open(filepath.Join(dir, "modules.dep"))
 	if err != nil {
 		return nil, fmt.Errorf("open modules.dep: %w", err)
 	}
 	defer f.Close()
-	return ParseModulesDep(dir, f)
+	md, err := ParseModulesDep(dir, f)
+	if err != nil {
+		return nil, err
+	}
+	a, err := os.Open(filepath.Join(dir, "modules.alias"))
+	if errors.Is(err, os.ErrNotExist) {
+		return md, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open modules.alias: %w", err)
+	}
+	defer a.Close()
+	return md, md.ParseAliases(a)
 }
 
 // Order returns the files to load for the named modules, dependencies
@@ -105,6 +183,12 @@ func (md *ModuleDeps) Order(names []string) (files []string, missing []string) {
 // logged and the rest go on. It returns the number loaded and the first
 // error.
 func LoadModules(log *Logger, md *ModuleDeps, names []string) (int, error) {
+	return LoadModulesParams(log, md, names, nil)
+}
+
+// LoadModulesParams is LoadModules with module parameters ("max_bonds=0"),
+// by module name, for the modules that are given some.
+func LoadModulesParams(log *Logger, md *ModuleDeps, names []string, params map[string]string) (int, error) {
 	files, missing := md.Order(names)
 	for _, m := range missing {
 		log.Printf("module %s: not in modules.dep (built in or not shipped)", m)
@@ -132,7 +216,7 @@ func LoadModules(log *Logger, md *ModuleDeps, names []string) (int, error) {
 				}
 			}
 			slots <- struct{}{}
-			err := finitModule(filepath.Join(md.dir, f))
+			err := finitModule(filepath.Join(md.dir, f), params[name])
 			<-slots
 			mu.Lock()
 			defer mu.Unlock()
@@ -152,13 +236,13 @@ func LoadModules(log *Logger, md *ModuleDeps, names []string) (int, error) {
 	return n, first
 }
 
-func finitModule(path string) error {
+func finitModule(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("load module %s: %w", path, err)
 	}
 	defer f.Close()
-	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil {
+	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil {
 		return fmt.Errorf("finit_module %s: %w", path, err)
 	}
 	return nil

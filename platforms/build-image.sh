@@ -20,7 +20,11 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/n
 export LC_ALL=C TZ=UTC
 log() { printf '[image %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-# The kernel modules Berth's job needs; their dependencies come along.
+# The kernel modules Berth's job needs; their dependencies come along. A
+# name ending in / is a directory of the kernel's tree: every module in it.
+# PID 1 loads bootstrap.DefaultModules at boot; the rest load when the
+# kernel asks for them (/sbin/modprobe is ros, resolving modules.alias):
+# netfilter for User Docker's NAT and published ports, kube-proxy, ipvs.
 MODULES=(
   virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng virtio_console
   ata_piix ahci ata_generic sd_mod sr_mod
@@ -29,6 +33,7 @@ MODULES=(
   bridge br_netfilter veth 8021q bonding tun macvlan vxlan
   nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
   button evdev xfrm_user nfnetlink
+  kernel/net/netfilter/ kernel/net/ipv4/netfilter/ kernel/net/ipv6/netfilter/ kernel/net/bridge/netfilter/
 )
 # Engine binaries (paths inside the packages, under usr/); they go to the
 # squashfs with the libraries ldd finds for them.
@@ -72,8 +77,8 @@ rm -rf "$R"; mkdir -p "$R"
 chmod 1777 "$R/tmp"; chmod 700 "$R/root"
 install -m 755 "$ROS" "$R/bin/ros"
 ln -s bin/ros "$R/init"
-for n in init poweroff reboot halt; do ln -s ../bin/ros "$R/sbin/$n"; done
-for n in system-docker respawn cloud-init-execute cloud-init-save netconf; do ln -s ros "$R/bin/$n"; done
+for n in init poweroff reboot halt modprobe; do ln -s ../bin/ros "$R/sbin/$n"; done
+for n in system-docker respawn cloud-init-execute cloud-init-save netconf modprobe; do ln -s ros "$R/bin/$n"; done
 install -m 755 "$CACHE/pkg/busybox-static/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list | sort); do
   case "$a" in init|linuxrc|poweroff|reboot|halt|busybox) continue ;; esac

@@ -195,6 +195,11 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 	names := append(bootstrap.DefaultModules(), b.early.Rancher.Modules...)
 	n, err := bootstrap.LoadModules(b.log, md, names)
 	b.log.Printf("loaded %d kernel modules", n)
+	// What else the kernel needs later (a netfilter table, a filesystem,
+	// a link type) it loads through ros as modprobe, by modules.alias.
+	if werr := os.WriteFile("/proc/sys/kernel/modprobe", []byte("/sbin/modprobe\n"), 0o644); werr != nil {
+		err = errors.Join(err, fmt.Errorf("set the kernel's modprobe: %w", werr))
+	}
 	return err
 }
 

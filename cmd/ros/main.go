@@ -37,7 +37,7 @@ func run(name string, args []string) int {
 		args = append([]string{"netconf", "apply"}, args...)
 	case "poweroff", "reboot", "halt":
 		args = append([]string{name}, args...)
-	case "system-docker", "respawn":
+	case "system-docker", "respawn", "modprobe":
 		args = append([]string{name}, args...)
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
@@ -98,7 +98,7 @@ func newRootCmd() *cobra.Command {
 		newNetconfCmd(g),
 		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
 		newSystemDockerCmd(g), newRespawnCmd(g), newDiskLinksCmd(g),
-		newInstallCmd(g),
+		newInstallCmd(g), newModprobeCmd(g),
 	)
 	return root
 }

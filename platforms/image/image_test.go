@@ -16,21 +16,53 @@ import (
 
 func TestParseModinfo(t *testing.T) {
 	tests := []struct {
-		name string
-		in   string
-		want []string
+		name    string
+		in      string
+		want    []string
+		aliases []string
 	}{
-		{"depends", "license=GPL\x00depends=net_failover,failover\x00name=virtio_net\x00", []string{"net_failover", "failover"}},
-		{"softdep pre only", "depends=\x00softdep=pre: crc32c post: foo-bar\x00", []string{"crc32c"}},
-		{"dash normalised", "depends=virtio-rng\x00", []string{"virtio_rng"}},
-		{"none", "name=loop\x00", nil},
+		{"depends", "license=GPL\x00depends=net_failover,failover\x00name=virtio_net\x00", []string{"net_failover", "failover"}, nil},
+		{"softdep pre only", "depends=\x00softdep=pre: crc32c post: foo-bar\x00", []string{"crc32c"}, nil},
+		{"dash normalised", "depends=virtio-rng\x00", []string{"virtio_rng"}, nil},
+		{"none", "name=loop\x00", nil, nil},
+		{"aliases", "alias=fs-vfat\x00alias=vfat\x00depends=fat\x00alias=\x00", []string{"fat"}, []string{"fs-vfat", "vfat"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, parseModinfo([]byte(tt.in))); diff != "" {
-				t.Errorf("parseModinfo(%q) (-want +got):\n%s", tt.in, diff)
+			deps, aliases := parseModinfo([]byte(tt.in))
+			if diff := cmp.Diff(tt.want, deps); diff != "" {
+				t.Errorf("parseModinfo(%q) deps (-want +got):\n%s", tt.in, diff)
+			}
+			if diff := cmp.Diff(tt.aliases, aliases); diff != "" {
+				t.Errorf("parseModinfo(%q) aliases (-want +got):\n%s", tt.in, diff)
 			}
 		})
+	}
+}
+
+func TestModulesAlias(t *testing.T) {
+	mods := []Module{
+		{Name: "vfat", Aliases: []string{"fs-vfat", "vfat"}},
+		{Name: "bridge", Aliases: []string{"rtnl-link-bridge"}},
+		{Name: "loop"},
+	}
+	want := "alias fs-vfat vfat\nalias rtnl-link-bridge bridge\nalias vfat vfat\n"
+	if got := string(ModulesAlias(mods)); got != want {
+		t.Errorf("ModulesAlias = %q, want %q", got, want)
+	}
+}
+
+func TestExpandDirs(t *testing.T) {
+	mods := map[string]Module{
+		"nf_tables":   {Name: "nf_tables", Path: "kernel/net/netfilter/nf_tables.ko"},
+		"xt_nat":      {Name: "xt_nat", Path: "kernel/net/netfilter/xt_nat.ko"},
+		"ip_vs":       {Name: "ip_vs", Path: "kernel/net/netfilter/ipvs/ip_vs.ko"},
+		"nf_nat_ipv4": {Name: "iptable_nat", Path: "kernel/net/ipv4/netfilter/iptable_nat.ko"},
+	}
+	got := expandDirs(mods, []string{"loop", "kernel/net/netfilter/"})
+	want := []string{"loop", "ip_vs", "nf_tables", "xt_nat"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("expandDirs (-want +got):\n%s", diff)
 	}
 }
 

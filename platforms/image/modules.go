@@ -22,6 +22,11 @@ type Module struct {
 	Name string   // normalised name
 	Path string   // relative to the modules directory, "kernel/fs/ext4/ext4.ko"
 	Deps []string // normalised names, from .modinfo depends= and softdep pre:
+	// Aliases are the module's alias= patterns from .modinfo: the device
+	// modaliases ("pci:v00001AF4d00001000sv*...") and the names the kernel
+	// asks for when it autoloads ("fs-vfat", "rtnl-link-bridge",
+	// "nft-chain-2-nat").
+	Aliases []string
 }
 
 // ScanModules indexes every .ko under dir (lib/modules/<version>) by
@@ -50,34 +55,39 @@ func ScanModules(dir string) (map[string]Module, error) {
 	return mods, nil
 }
 
-// readDeps reads depends= and softdep pre: from a module's .modinfo.
-func readDeps(path string) ([]string, error) {
+// readModinfo reads a module's dependencies (depends= and softdep pre:)
+// and aliases from its .modinfo section.
+func readModinfo(path string) (deps, aliases []string, err error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open module %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open module %s: %w", path, err)
 	}
 	defer f.Close()
 	s := f.Section(".modinfo")
 	if s == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	data, err := s.Data()
 	if err != nil {
-		return nil, fmt.Errorf("read .modinfo of %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read .modinfo of %s: %w", path, err)
 	}
-	return parseModinfo(data), nil
+	deps, aliases = parseModinfo(data)
+	return deps, aliases, nil
 }
 
-// parseModinfo returns the dependencies named in a .modinfo section: NUL
-// separated key=value strings.
-func parseModinfo(data []byte) []string {
-	var deps []string
+// parseModinfo returns the dependencies and aliases named in a .modinfo
+// section: NUL separated key=value strings.
+func parseModinfo(data []byte) (deps, aliases []string) {
 	for _, kv := range bytes.Split(data, []byte{0}) {
 		k, v, ok := strings.Cut(string(kv), "=")
 		if !ok {
 			continue
 		}
 		switch k {
+		case "alias":
+			if v != "" {
+				aliases = append(aliases, v)
+			}
 		case "depends":
 			for _, d := range strings.Split(v, ",") {
 				if d != "" {
@@ -101,13 +111,16 @@ func parseModinfo(data []byte) []string {
 			}
 		}
 	}
-	return deps
+	return deps, aliases
 }
 
 // Closure returns the modules named (and everything they depend on) in
-// load order, dependencies first. Names that are not modules (built into
-// the kernel, or a crypto alias such as crc32c) are returned in missing.
+// load order, dependencies first. A name ending in "/" is a directory
+// relative to dir ("kernel/net/netfilter/"): every module under it. Names
+// that are not modules (built into the kernel, or a crypto alias such as
+// crc32c) are returned in missing.
 func Closure(dir string, mods map[string]Module, names []string) (order []Module, missing []string, err error) {
+	names = expandDirs(mods, names)
 	seen := map[string]bool{}
 	var visit func(n string) error
 	visit = func(n string) error {
@@ -121,11 +134,11 @@ func Closure(dir string, mods map[string]Module, names []string) (order []Module
 			missing = append(missing, n)
 			return nil
 		}
-		deps, err := readDeps(filepath.Join(dir, m.Path))
+		deps, aliases, err := readModinfo(filepath.Join(dir, m.Path))
 		if err != nil {
 			return err
 		}
-		m.Deps = deps
+		m.Deps, m.Aliases = deps, aliases
 		for _, d := range deps {
 			if err := visit(d); err != nil {
 				return err
@@ -140,6 +153,40 @@ func Closure(dir string, mods map[string]Module, names []string) (order []Module
 		}
 	}
 	return order, missing, nil
+}
+
+// expandDirs replaces each directory name (ending in "/") by the names of
+// the modules under it, sorted.
+func expandDirs(mods map[string]Module, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !strings.HasSuffix(n, "/") {
+			out = append(out, n)
+			continue
+		}
+		var under []string
+		for name, m := range mods {
+			if strings.HasPrefix(m.Path, n) {
+				under = append(under, name)
+			}
+		}
+		sort.Strings(under)
+		out = append(out, under...)
+	}
+	return out
+}
+
+// ModulesAlias renders modules.alias lines ("alias PATTERN module") for the
+// given modules, sorted, as depmod writes them.
+func ModulesAlias(mods []Module) []byte {
+	var lines []string
+	for _, m := range mods {
+		for _, a := range m.Aliases {
+			lines = append(lines, "alias "+a+" "+m.Name+"\n")
+		}
+	}
+	sort.Strings(lines)
+	return []byte(strings.Join(lines, ""))
 }
 
 // ModulesDep renders modules.dep lines ("path: dep-path ...") for the
@@ -166,7 +213,8 @@ func ModulesDep(mods []Module) []byte {
 }
 
 // CopyModules copies the modules' files from src to dst (both
-// lib/modules/<version> directories) and writes dst/modules.dep.
+// lib/modules/<version> directories) and writes dst/modules.dep and
+// dst/modules.alias.
 func CopyModules(src, dst string, mods []Module) error {
 	for _, m := range mods {
 		data, err := os.ReadFile(filepath.Join(src, m.Path))
@@ -183,6 +231,9 @@ func CopyModules(src, dst string, mods []Module) error {
 	}
 	if err := os.WriteFile(filepath.Join(dst, "modules.dep"), ModulesDep(mods), 0o644); err != nil {
 		return fmt.Errorf("write modules.dep: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "modules.alias"), ModulesAlias(mods), 0o644); err != nil {
+		return fmt.Errorf("write modules.alias: %w", err)
 	}
 	return nil
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthos/berth/cloudinit"
 )
 
 // These tests only use servers that never answer, so the command never
@@ -79,5 +82,30 @@ func TestNTPDName(t *testing.T) {
 	// busybox ntpd's flags, by the argv[0] name the base image links to ros.
 	if code := run("ntpd", []string{"-nq", "-p", closedUDP(t)}); code != 1 {
 		t.Errorf("ntpd -nq exit %d, want 1 (no server answered)", code)
+	}
+}
+
+// TestDefaultNTPServiceRunsThisCommand guards the default ntp service
+// against naming a program the base image does not have (as it once named
+// busybox ntpd): its command must be this binary's ntp command, with flags
+// it accepts, and the container must be allowed to set the clock.
+func TestDefaultNTPServiceRunsThisCommand(t *testing.T) {
+	cfg, _, err := cloudinit.Load(t.TempDir())
+	if err != nil {
+		t.Fatalf("cloudinit.Load(empty root): %v", err)
+	}
+	s := cfg.Rancher.Services["ntp"]
+	if s == nil || len(s.Command) == 0 || s.Command[0] != "ros" || len(s.Entrypoint) != 0 {
+		t.Fatalf("default ntp service = %+v, want the command ros ntp", s)
+	}
+	cmd, rest, err := newRootCmd().Find(s.Command[1:])
+	if err != nil || cmd.Name() != "ntp" {
+		t.Fatalf("ros %q finds %v, %v; want the ntp command", s.Command[1:], cmd.Name(), err)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Errorf("ros ntp %q: %v", rest, err)
+	}
+	if !slices.Contains(s.CapAdd, "SYS_TIME") || s.Net != "host" {
+		t.Errorf("default ntp service cap_add %v, net %q; want SYS_TIME and host", s.CapAdd, s.Net)
 	}
 }

@@ -30,7 +30,7 @@ type fakeServer struct {
 }
 
 // start listens on a loopback port and returns its address.
-func (f fakeServer) start(t *testing.T) string {
+func (f fakeServer) start(t testing.TB) string {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -350,5 +350,17 @@ server
 	}
 	if got := ParseConf(nil); got != nil {
 		t.Errorf("ParseConf(nil) = %v, want nil", got)
+	}
+}
+
+// BenchmarkSync is one round against three loopback servers: the cost of
+// the client itself, without a network in between.
+func BenchmarkSync(b *testing.B) {
+	servers := []string{good(time.Millisecond).start(b), good(2 * time.Millisecond).start(b), good(3 * time.Millisecond).start(b)}
+	c := New(servers, WithClock(&recorder{}), WithTimeout(time.Second))
+	for b.Loop() {
+		if _, err := c.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

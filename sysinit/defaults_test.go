@@ -15,7 +15,7 @@ import (
 // TestDefaultServicesComeUpInOrder runs the default services' definitions
 // (images, labels, order, one-shot, restart, net: host) with harmless
 // commands in place of what would change this machine (mdev, netconf,
-// cloud-init, ntpd, syslogd), the console's dropbear on a loopback port,
+// cloud-init, ros ntp, syslogd), the console's dropbear on a loopback port,
 // and the real User Docker. It checks the start order and measures System
 // Docker start to all services running.
 func TestDefaultServicesComeUpInOrder(t *testing.T) {

@@ -39,6 +39,8 @@ func run(name string, args []string) int {
 		args = append([]string{name}, args...)
 	case "system-docker", "respawn", "modprobe":
 		args = append([]string{name}, args...)
+	case "ntpd":
+		args = append([]string{"ntp"}, args...)
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
 	}
@@ -98,7 +100,7 @@ func newRootCmd() *cobra.Command {
 		newNetconfCmd(g),
 		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
 		newSystemDockerCmd(g), newRespawnCmd(g), newDiskLinksCmd(g),
-		newInstallCmd(g), newModprobeCmd(g),
+		newInstallCmd(g), newModprobeCmd(g), newNTPCmd(g),
 	)
 	return root
 }

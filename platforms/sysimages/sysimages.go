@@ -305,7 +305,7 @@ func tarFiles(files []File, mtime time.Time) ([]byte, error) {
 // rosNames are the argv[0] names the ros binary answers to inside the
 // images.
 func rosNames() []string {
-	return []string{"netconf", "cloud-init-execute", "respawn", "system-docker", "modprobe"}
+	return []string{"netconf", "cloud-init-execute", "respawn", "system-docker", "modprobe", "ntpd"}
 }
 
 func baseFiles(ctx context.Context, o *options) ([]File, error) {

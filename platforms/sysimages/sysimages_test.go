@@ -72,7 +72,7 @@ func TestBuildBase(t *testing.T) {
 		}
 		got[h.Name] = h.Linkname
 	}
-	for name, link := range map[string]string{"bin/busybox": "", "usr/bin/ros": "", "bin/sh": "/bin/busybox", "usr/bin/netconf": "ros", "etc/passwd": "", "var/run": "/run"} {
+	for name, link := range map[string]string{"bin/busybox": "", "usr/bin/ros": "", "bin/sh": "/bin/busybox", "usr/bin/netconf": "ros", "usr/bin/ntpd": "ros", "etc/passwd": "", "var/run": "/run"} {
 		if l, ok := got[name]; !ok || l != link {
 			t.Errorf("layer entry %s: present=%v link=%q, want link %q", name, ok, l, link)
 		}

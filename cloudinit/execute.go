@@ -28,6 +28,40 @@ type execOptions struct {
 	container      func(ctx context.Context, f WriteFile, data []byte) error
 	user           string
 	kernelHostname *bool
+	// chroot is where runcmd and the user-data script run ("" = here).
+	chroot string
+}
+
+// WithCommandRoot runs runcmd and the user-data script chrooted into dir:
+// the host's filesystem seen from the cloud-init-execute container, so
+// that commands act on the machine (its files, its docker CLI), as users
+// of RancherOS expect, and not on the container's own image.
+func WithCommandRoot(dir string) ExecOption {
+	return func(o *execOptions) { o.chroot = dir }
+}
+
+// command makes an exec.Cmd that runs in o.chroot when one is set.
+func (o *execOptions) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if o.chroot == "" || filepath.Clean(o.chroot) == "/" {
+		return cmd
+	}
+	const path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: o.chroot}
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "PATH="+path, "HOME=/root")
+	// exec looked name up in this filesystem; look in the chroot's.
+	cmd.Path, cmd.Err = name, nil
+	if !strings.Contains(name, "/") {
+		cmd.Err = fmt.Errorf("%s: not found in the PATH of %s", name, o.chroot)
+		for _, dir := range filepath.SplitList(path) {
+			if _, err := os.Lstat(filepath.Join(o.chroot, dir, name)); err == nil {
+				cmd.Path, cmd.Err = filepath.Join(dir, name), nil
+				break
+			}
+		}
+	}
+	return cmd
 }
 
 // WithKernelHostname says whether Execute also sets the kernel's hostname
@@ -89,8 +123,8 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 	for _, k := range sortedKeys(cfg.Rancher.Sysctl) {
 		fail(setSysctl(root, k, cfg.Rancher.Sysctl[k], o.log))
 	}
-	fail(RunCommands(ctx, cfg.Runcmd, WithLogger(o.log)))
-	fail(runScript(ctx, filepath.Join(root, ScriptPath), o.log))
+	fail(RunCommands(ctx, cfg.Runcmd, WithLogger(o.log), WithCommandRoot(o.chroot)))
+	fail(runScript(ctx, root, &o))
 	return errors.Join(errs...)
 }
 
@@ -98,13 +132,18 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 // runs it last, as RancherOS did.
 const ScriptPath = "/var/lib/rancher/conf/cloud-config-script"
 
-func runScript(ctx context.Context, path string, log *slog.Logger) error {
+func runScript(ctx context.Context, root string, o *execOptions) error {
+	path := filepath.Join(root, ScriptPath)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	cmd := exec.CommandContext(ctx, path)
+	run := path
+	if o.chroot != "" {
+		run = filepath.Join("/", strings.TrimPrefix(path, filepath.Clean(o.chroot)))
+	}
+	cmd := o.command(ctx, run)
 	out, err := cmd.CombinedOutput()
-	log.Info("ran user-data script", "path", path, "output", strings.TrimSpace(string(out)))
+	o.log.Info("ran user-data script", "path", path, "output", strings.TrimSpace(string(out)))
 	if err != nil {
 		return fmt.Errorf("run user-data script %s: %w", path, err)
 	}
@@ -124,9 +163,9 @@ func RunCommands(ctx context.Context, cmds []Command, opts ...ExecOption) error 
 		var cmd *exec.Cmd
 		switch {
 		case c.Shell != "":
-			cmd = exec.CommandContext(ctx, "sh", "-c", c.Shell)
+			cmd = o.command(ctx, "sh", "-c", c.Shell)
 		case len(c.Argv) > 0:
-			cmd = exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+			cmd = o.command(ctx, c.Argv[0], c.Argv[1:]...)
 		default:
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,5 +125,47 @@ func writeTestFile(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExecuteCommandRoot runs runcmd and the user-data script chrooted
+// into root, as the cloud-init-execute service does with the host's / at
+// /host: what they write lands in root, not in the caller's filesystem.
+func TestExecuteCommandRoot(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs a static busybox as the chroot's /bin/sh (apt-get install busybox-static)")
+	}
+	root := t.TempDir()
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(root, "bin/busybox"), string(data))
+	if err := os.Chmod(filepath.Join(root, "bin/busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("busybox", filepath.Join(root, "bin/sh")); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(root, ScriptPath), "#!/bin/sh\necho script-ran > /script-out\n")
+	if err := os.Chmod(filepath.Join(root, ScriptPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Runcmd: []Command{{Shell: "echo runcmd-ran > /runcmd-out; pwd > /runcmd-pwd"}}}
+	if err := Execute(context.Background(), cfg, root, WithCommandRoot(root), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	for f, want := range map[string]string{"runcmd-out": "runcmd-ran\n", "runcmd-pwd": "/\n", "script-out": "script-ran\n"} {
+		got, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil || string(got) != want {
+			t.Errorf("%s in the root = %q, %v; want %q", f, got, err, want)
+		}
+		if _, err := os.Stat("/" + f); err == nil {
+			t.Errorf("/%s was written outside the root", f)
+		}
 	}
 }

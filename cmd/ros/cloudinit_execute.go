@@ -13,7 +13,7 @@ import (
 // rancher.sysctl and runcmd of the merged config. The engines run it as a
 // one-shot system service.
 func newCloudInitExecuteCmd(g *globalFlags) *cobra.Command {
-	var kernelHostname bool
+	var kernelHostname, commandsInRoot bool
 	cmd := &cobra.Command{
 		Use:   "cloud-init-execute",
 		Short: "Apply write_files, ssh_authorized_keys, hostname, sysctl and runcmd of the config",
@@ -26,6 +26,9 @@ func newCloudInitExecuteCmd(g *globalFlags) *cobra.Command {
 			printErrors(cmd.ErrOrStderr(), rep)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			opts := []cloudinit.ExecOption{cloudinit.WithLogger(log)}
+			if commandsInRoot {
+				opts = append(opts, cloudinit.WithCommandRoot(g.root))
+			}
 			if cmd.Flags().Changed("kernel-hostname") {
 				opts = append(opts, cloudinit.WithKernelHostname(kernelHostname))
 			}
@@ -33,5 +36,6 @@ func newCloudInitExecuteCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&kernelHostname, "kernel-hostname", false, "also set the kernel's hostname (default: only when --root is /)")
+	cmd.Flags().BoolVar(&commandsInRoot, "commands-in-root", false, "run runcmd and the user-data script chrooted into --root (the host's filesystem, from a container)")
 	return cmd
 }

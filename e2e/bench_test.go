@@ -59,10 +59,11 @@ func TestBenchBoot(t *testing.T) {
 
 func benchOnce(t *testing.T, img Image, mb int) {
 	key, pub := sshKey(t)
-	imds := &fake.EC2{UserData: []byte(userData(pub)), Meta: fake.EC2Meta(), RequireToken: true}
+	fwd := preloadServer(t, preloadAt, "")
+	imds := &fake.EC2{UserData: []byte(userData(pub, preloadURL(preloadAt))), Meta: fake.EC2Meta(), RequireToken: true}
 	vm := Boot(t, img, VMConfig{
 		MemMB:   mb,
-		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds),
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds) + "," + fwd,
 		Cmdline: "rancher.cloud_init.datasources=[ec2]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro"},
 	})
@@ -99,6 +100,10 @@ func benchOnce(t *testing.T, img Image, mb int) {
 		strings.ReplaceAll(rss, "\n", " / "), free)
 	if out, err := vm.SSH(t.Context(), key, "true", 3*time.Minute); err != nil {
 		t.Errorf("%d MiB: ssh: %v %s", mb, err, out)
+	}
+	out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run --rm busybox echo ok", 3*time.Minute)
+	if err != nil || code != 0 || out != "ok" {
+		t.Errorf("%d MiB: docker run --rm busybox echo ok: exit %d, %v: %q", mb, code, err, out)
 	}
 	t.Log(b.String())
 	_, _, _ = vm.Console("poweroff", 10*time.Second)

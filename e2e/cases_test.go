@@ -62,9 +62,13 @@ func (c checks) run(t *testing.T, vm *VM) {
 			}
 		}
 	})
+	engineChecks(t, vm)
 }
 
-func userData(pub string) string {
+// userData is the cloud-config of the datasource cases: an SSH key, a
+// file, and runcmd entries that fetch busybox from preloadURL for User
+// Docker.
+func userData(pub, preloadURL string) string {
 	return fmt.Sprintf(`#cloud-config
 ssh_authorized_keys:
   - %s
@@ -72,8 +76,12 @@ write_files:
   - path: /var/lib/rancher/e2e-written
     content: |
       written by write_files
-`, pub)
+`, pub) + preloadRuncmd(preloadURL)
 }
+
+// preloadAt is where the busybox tarball is served on the metadata
+// network (169.254.0.0/16) of the EC2 and GCE cases.
+const preloadAt = "169.254.0.100"
 
 // metadataNet puts the guest on 169.254.0.0/16 so that the fake metadata
 // server answers at the real 169.254.169.254.
@@ -85,9 +93,10 @@ const metadataNet = "net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
 func TestEC2(t *testing.T) {
 	img := image(t)
 	key, pub := sshKey(t)
-	imds := &fake.EC2{UserData: []byte(userData(pub)), Meta: fake.EC2Meta(), RequireToken: true}
+	fwd := preloadServer(t, preloadAt, "")
+	imds := &fake.EC2{UserData: []byte(userData(pub, preloadURL(preloadAt))), Meta: fake.EC2Meta(), RequireToken: true}
 	vm := Boot(t, img, VMConfig{
-		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds),
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds) + "," + fwd,
 		Cmdline: "rancher.cloud_init.datasources=[ec2]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro,serial=ec2e2e"},
 	})
@@ -110,9 +119,10 @@ func TestGCE(t *testing.T) {
 	img := image(t)
 	key, pub := sshKey(t)
 	meta := fake.GCEMeta()
-	meta["instance/attributes/user-data"] = userData(pub)
+	fwd := preloadServer(t, preloadAt, "")
+	meta["instance/attributes/user-data"] = userData(pub, preloadURL(preloadAt))
 	vm := Boot(t, img, VMConfig{
-		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", &fake.GCE{Meta: meta}),
+		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", &fake.GCE{Meta: meta}) + "," + fwd,
 		Cmdline: "rancher.cloud_init.datasources=[gce]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Google,product=Google Compute Engine"},
 	})
@@ -205,13 +215,15 @@ const configDriveNetwork = `{
 func TestConfigDrive(t *testing.T) {
 	img := image(t)
 	key, pub := sshKey(t)
-	files := fake.DriveFiles([]byte(userData(pub)))
+	fwd := preloadServer(t, "10.0.2.100", "")
+	files := fake.DriveFiles([]byte(userData(pub, preloadURL("10.0.2.100"))))
 	files["openstack/latest/network_data.json"] = []byte(configDriveNetwork)
 	iso := filepath.Join(t.TempDir(), "config-2.iso")
 	if err := fake.BuildISO(iso, "config-2", files); err != nil {
 		t.Fatalf("build config drive: %v", err)
 	}
 	vm := Boot(t, img, VMConfig{
+		Net:     fwd,
 		Cmdline: "rancher.cloud_init.datasources=[configdrive]",
 		NICMAC:  "52:54:00:00:00:01",
 		Args: []string{"-netdev", "user,id=n1,restrict=on", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02",

@@ -108,10 +108,9 @@ write_files:
     permissions: "0644"
     content: |
       written by write_files
-runcmd:
-  - echo runcmd-ran > /var/log/e2e-runcmd
 `, pub)
-	fwd := serve(t, userData)
+	// The user-data and the busybox image for User Docker, from the host.
+	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
 	vm := Boot(t, img, VMConfig{
 		Net: fwd,
 		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data " +
@@ -167,6 +166,7 @@ runcmd:
 			}
 		}
 	})
+	engineChecks(t, vm)
 	t.Run("poweroff ends qemu", func(t *testing.T) {
 		_, _, _ = vm.Console("poweroff", 10*time.Second)
 		if err := vm.WaitExit(2 * time.Minute); err != nil {

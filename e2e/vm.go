@@ -62,9 +62,12 @@ type VM struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	SSHPort int
-	Started time.Time
-	monitor string
-	accel   string // "kvm" or "tcg"
+	// HTTPPort on the host reaches the guest's port 8080 (hostfwd), for
+	// the published-port check.
+	HTTPPort int
+	Started  time.Time
+	monitor  string
+	accel    string // "kvm" or "tcg"
 
 	mu    sync.Mutex
 	lines []Line
@@ -99,7 +102,7 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		c.MemMB = 1024
 	}
 	vm, args := newVM(t, c.MemMB)
-	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:8080", vm.SSHPort, vm.HTTPPort)
 	if c.Net != "" {
 		netdev += "," + c.Net
 	}
@@ -124,7 +127,7 @@ func newVM(t testing.TB, memMB int) (*VM, []string) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
 	}
-	vm := &VM{t: t, SSHPort: freePort(t), done: make(chan struct{})}
+	vm := &VM{t: t, SSHPort: freePort(t), HTTPPort: freePort(t), done: make(chan struct{})}
 	vm.cond = sync.NewCond(&vm.mu)
 	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
 	vm.accel = Accel()

@@ -183,50 +183,61 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 
 func write(outDir, repo string, o *options, files []File, cfg v1.Config) (Image, error) {
 	ref := Ref(repo, o.version)
-	layerTar, err := tarFiles(files, o.modTime)
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: layer: %w", ref, err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
-	}
-	cf = cf.DeepCopy()
-	cf.Architecture = "amd64"
-	cf.OS = "linux"
-	cf.Config = cfg
-	cf.Created = v1.Time{Time: o.modTime}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
-	}
 	path := filepath.Join(outDir, TarballName(repo))
-	tmp := path + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		return Image{}, fmt.Errorf("build %s: write: %w", ref, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+	if err := WriteImage(path, ref, files, cfg, o.modTime); err != nil {
+		return Image{}, err
 	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return Image{}, fmt.Errorf("build %s: %w", ref, err)
 	}
 	return Image{Ref: ref, Path: path, Size: st.Size()}, nil
+}
+
+// WriteImage writes a one-layer image of files, tagged ref, as a `docker
+// save` tarball at path (atomically), with every time set to mtime so the
+// same inputs give the same bytes. Tests use it for images of their own
+// (a busybox for User Docker).
+func WriteImage(path, ref string, files []File, cfg v1.Config, mtime time.Time) error {
+	layerTar, err := tarFiles(files, mtime)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	})
+	if err != nil {
+		return fmt.Errorf("build %s: layer: %w", ref, err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture = "amd64"
+	cf.OS = "linux"
+	cf.Config = cfg
+	cf.Created = v1.Time{Time: mtime}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	tmp := path + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		return fmt.Errorf("build %s: write: %w", ref, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("build %s: %w", ref, err)
+	}
+	return nil
 }
 
 // tarFiles writes files as one layer tar, parents first, with fixed times

@@ -27,6 +27,20 @@ func DefaultModules() []string {
 	}
 }
 
+// EngineModules are what User Docker's bridge network, NAT and published
+// ports ask the kernel for (iptables-nft's tables, chains and xtables
+// matches, conntrack, br_netfilter). PID 1 loads them in the background
+// during the boot, all at once and in-process, so that dockerd's first
+// iptables calls do not wait on the kernel's autoloader starting
+// /sbin/modprobe once per module.
+func EngineModules() []string {
+	return []string{
+		"nf_tables", "nft_compat", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct",
+		"nf_nat", "nf_conntrack", "xt_conntrack", "xt_addrtype", "xt_MASQUERADE", "xt_nat",
+		"xt_tcpudp", "xt_comment", "xt_mark", "br_netfilter", "veth",
+	}
+}
+
 // ModuleDeps is a parsed modules.dep: normalised name -> file (relative to
 // the modules directory) and the names it needs.
 type ModuleDeps struct {

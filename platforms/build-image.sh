@@ -134,8 +134,8 @@ done
 # The OS's image tarballs (`make sysimages`), loaded by System Docker once
 # per version.
 SYSIMAGES=${SYSIMAGES:-out/images}
-if compgen -G "$SYSIMAGES/*.tar" >/dev/null; then
-  cp "$SYSIMAGES"/*.tar "$S/share/berth/images/"
+if [ -s "$SYSIMAGES/berth-images.tar" ]; then
+  cp "$SYSIMAGES/berth-images.tar" "$S/share/berth/images/"
 else
   log "no system image tarballs in $SYSIMAGES (make sysimages): System Docker will have no services"
 fi

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/platforms/sysimages"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/client"
 )
 
@@ -259,6 +260,16 @@ func testImages(t *testing.T) string {
 		t.Fatalf("build images: %v", imagesErr)
 	}
 	return imagesDir
+}
+
+// writePreload writes a user-supplied image tarball (busybox as ref) to
+// path, as a user would drop into a preload directory.
+func writePreload(t *testing.T, path, ref string) {
+	t.Helper()
+	files := []sysimages.File{{Path: "/bin/busybox", Source: "/bin/busybox", Mode: 0o755}, {Path: "/bin/sh", Link: "busybox"}}
+	if err := sysimages.WriteImage(path, ref, files, v1.Config{Cmd: []string{"sh"}}, time.Unix(0, 0)); err != nil {
+		t.Fatalf("preload image: %v", err)
+	}
 }
 
 // restartLimit is how fast a killed service must be back: 1 s, as the

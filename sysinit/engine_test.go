@@ -82,10 +82,7 @@ func TestLoadOSImagesOncePerVersion(t *testing.T) {
 	if err := os.MkdirAll(pre, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(filepath.Join(imgs, sysimages.TarballName(sysimages.Base)))
-	if err := os.WriteFile(filepath.Join(pre, "mine.tar"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writePreload(t, filepath.Join(pre, "mine.tar"), "preload/mine:1")
 	if refs, err := LoadPreload(ctx, d.Client, pre); err != nil || len(refs) != 1 {
 		t.Errorf("LoadPreload = %v, %v; want one image", refs, err)
 	}

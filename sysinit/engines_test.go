@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/berthos/berth/cloudinit"
-	"github.com/berthos/berth/platforms/sysimages"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -62,13 +61,7 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 	if err := os.MkdirAll(pre, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(imgs, sysimages.TarballName(sysimages.Base)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pre, "base.tar"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writePreload(t, filepath.Join(pre, "base.tar"), "preload/base:1")
 	cfg := testConfig(t, e, root)
 	// A user-scope service: it runs on User Docker.
 	usvc := svc("trap 'exit 0' TERM; while :; do sleep 1; done", cloudinit.LabelScope, ScopeUser)

@@ -195,6 +195,12 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 	names := append(bootstrap.DefaultModules(), b.early.Rancher.Modules...)
 	n, err := bootstrap.LoadModules(b.log, md, names)
 	b.log.Printf("loaded %d kernel modules", n)
+	// Nothing needs these until User Docker starts, many seconds later.
+	go func() {
+		start := time.Now()
+		n, _ := bootstrap.LoadModules(b.log, md, bootstrap.EngineModules())
+		b.log.Printf("loaded %d netfilter modules for the engines in the background (%s)", n, time.Since(start).Round(time.Millisecond))
+	}()
 	// What else the kernel needs later (a netfilter table, a filesystem,
 	// a link type) it loads through ros as modprobe, by modules.alias.
 	if werr := os.WriteFile("/proc/sys/kernel/modprobe", []byte("/sbin/modprobe\n"), 0o644); werr != nil {

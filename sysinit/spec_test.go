@@ -103,15 +103,18 @@ func TestSpecsFromConfig(t *testing.T) {
 			}
 		}},
 		{"after a disabled service is satisfied; after an undefined one stays", func(c *cloudinit.Config) {
-			c.Rancher.Disable = []string{"network"}
+			c.Rancher.Disable = []string{"middle"}
+			c.Rancher.Services["first"] = &cloudinit.Service{Image: "x", Net: "host"}
+			c.Rancher.Services["middle"] = &cloudinit.Service{Image: "x", Net: "host",
+				Labels: map[string]string{cloudinit.LabelAfter: "first"}}
 			c.Rancher.Services["mine"] = &cloudinit.Service{Image: "x", Net: "host",
-				Labels: map[string]string{cloudinit.LabelAfter: "network,nosuch"}}
+				Labels: map[string]string{cloudinit.LabelAfter: "middle,nosuch"}}
 		}, func(t *testing.T, m map[string]Spec) {
-			if diff := cmp.Diff([]string{"udev"}, m["cloud-init-execute"].After); diff != "" {
-				t.Errorf("cloud-init-execute.After with network disabled (-want +got):\n%s", diff)
+			if _, ok := m["middle"]; ok {
+				t.Errorf("middle is disabled but has a spec")
 			}
-			if diff := cmp.Diff([]string{"nosuch", "udev"}, m["mine"].After); diff != "" {
-				t.Errorf("mine.After (-want +got):\n%s", diff)
+			if diff := cmp.Diff([]string{"first", "nosuch"}, m["mine"].After); diff != "" {
+				t.Errorf("mine.After with middle disabled (-want +got):\n%s", diff)
 			}
 		}},
 		{"before folds into after; environment globs", func(c *cloudinit.Config) {

@@ -1,6 +1,7 @@
 // Package sysimages builds the OS's own container images (base, console,
-// docker) as `docker save` tarballs at build time, without a Docker daemon
-// or a registry. PID 1 loads them into System Docker once per version.
+// docker) as one `docker save` tarball at build time, without a Docker
+// daemon or a registry: console and docker are base's layer plus one of
+// their own. PID 1 loads it into System Docker once per version.
 package sysimages
 
 import (
@@ -10,7 +11,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +22,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Repository names of the OS's images; the tag is the Berth version.
@@ -56,10 +58,10 @@ func Tag(version string) string {
 	return b.String()
 }
 
-// TarballName is the file name Build writes for repository repo.
-func TarballName(repo string) string {
-	return strings.ReplaceAll(repo, "/", "-") + ".tar"
-}
+// TarballName is the file Build writes: every image in one `docker save`
+// tarball, so that the layer they share (busybox and ros) is in it, and
+// loaded, once.
+const TarballName = "berth-images.tar"
 
 type options struct {
 	version    string
@@ -144,12 +146,17 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 	if err != nil {
 		return nil, err
 	}
-	var out []Image
+	baseLayer, err := layerOf(base, o.modTime)
+	if err != nil {
+		return nil, fmt.Errorf("build images: base layer: %w", err)
+	}
+	imgs := map[string]v1.Image{}
+	var refs []string
 	for _, repo := range Names() {
 		if o.only != nil && !o.only[repo] {
 			continue
 		}
-		files := append([]File(nil), base...)
+		var files []File
 		cfg := v1.Config{
 			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			Cmd:        []string{"/bin/sh"},
@@ -172,26 +179,85 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 			cfg.Cmd = []string{"/usr/bin/dockerd"}
 		}
 		files = append(files, o.extraFiles[repo]...)
-		img, err := write(outDir, repo, &o, files, cfg)
-		if err != nil {
-			return nil, err
+		ref := Ref(repo, o.version)
+		layers := []v1.Layer{baseLayer}
+		if len(files) > 0 {
+			l, err := layerOf(files, o.modTime)
+			if err != nil {
+				return nil, fmt.Errorf("build %s: %w", ref, err)
+			}
+			layers = append(layers, l)
 		}
-		out = append(out, img)
+		img, err := imageOf(layers, cfg, o.modTime)
+		if err != nil {
+			return nil, fmt.Errorf("build %s: %w", ref, err)
+		}
+		imgs[ref] = img
+		refs = append(refs, ref)
+	}
+	path := filepath.Join(outDir, TarballName)
+	if err := writeTarball(path, imgs); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("build images: %w", err)
+	}
+	var out []Image
+	for _, ref := range refs {
+		out = append(out, Image{Ref: ref, Path: path, Size: st.Size()})
 	}
 	return out, nil
 }
 
-func write(outDir, repo string, o *options, files []File, cfg v1.Config) (Image, error) {
-	ref := Ref(repo, o.version)
-	path := filepath.Join(outDir, TarballName(repo))
-	if err := WriteImage(path, ref, files, cfg, o.modTime); err != nil {
-		return Image{}, err
-	}
-	st, err := os.Stat(path)
+// layerOf makes an uncompressed layer of files. The system image that
+// carries the tarball is compressed already, and an uncompressed layer
+// spares the machine a gunzip at every first boot.
+func layerOf(files []File, mtime time.Time) (v1.Layer, error) {
+	b, err := tarFiles(files, mtime)
 	if err != nil {
-		return Image{}, fmt.Errorf("build %s: %w", ref, err)
+		return nil, err
 	}
-	return Image{Ref: ref, Path: path, Size: st.Size()}, nil
+	return static.NewLayer(b, types.DockerLayer), nil
+}
+
+// imageOf stacks layers into an amd64 Linux image with config cfg.
+func imageOf(layers []v1.Layer, cfg v1.Config, mtime time.Time) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture = "amd64"
+	cf.OS = "linux"
+	cf.Config = cfg
+	cf.Created = v1.Time{Time: mtime}
+	return mutate.ConfigFile(img, cf)
+}
+
+// writeTarball writes images by reference as one `docker save` tarball at
+// path, atomically; layers two images share are in it once.
+func writeTarball(path string, imgs map[string]v1.Image) error {
+	m := map[name.Reference]v1.Image{}
+	for ref, img := range imgs {
+		tag, err := name.NewTag(ref)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		m[tag] = img
+	}
+	tmp := path + ".tmp"
+	if err := tarball.MultiRefWriteToFile(tmp, m); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteImage writes a one-layer image of files, tagged ref, as a `docker
@@ -199,45 +265,15 @@ func write(outDir, repo string, o *options, files []File, cfg v1.Config) (Image,
 // same inputs give the same bytes. Tests use it for images of their own
 // (a busybox for User Docker).
 func WriteImage(path, ref string, files []File, cfg v1.Config, mtime time.Time) error {
-	layerTar, err := tarFiles(files, mtime)
+	l, err := layerOf(files, mtime)
 	if err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return fmt.Errorf("build %s: layer: %w", ref, err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := imageOf([]v1.Layer{l}, cfg, mtime)
 	if err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return fmt.Errorf("build %s: %w", ref, err)
-	}
-	cf = cf.DeepCopy()
-	cf.Architecture = "amd64"
-	cf.OS = "linux"
-	cf.Config = cfg
-	cf.Created = v1.Time{Time: mtime}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return fmt.Errorf("build %s: %w", ref, err)
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return fmt.Errorf("build %s: %w", ref, err)
-	}
-	tmp := path + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		return fmt.Errorf("build %s: write: %w", ref, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("build %s: %w", ref, err)
-	}
-	return nil
+	return writeTarball(path, map[string]v1.Image{ref: img})
 }
 
 // tarFiles writes files as one layer tar, parents first, with fixed times

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -47,7 +48,11 @@ func TestBuildBase(t *testing.T) {
 	if len(manifest) != 1 || !cmp.Equal(manifest[0].RepoTags, []string{"berth/base:1.2.3_dirty"}) {
 		t.Fatalf("manifest = %+v", manifest)
 	}
-	img, err := tarball.ImageFromPath(imgs[0].Path, nil)
+	tag, err := name.NewTag(imgs[0].Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(imgs[0].Path, &tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +90,54 @@ func TestBuildBase(t *testing.T) {
 	raw2, _ := os.ReadFile(again[0].Path)
 	if !bytes.Equal(raw, raw2) {
 		t.Error("two builds of the same inputs differ")
+	}
+}
+
+// TestBuildShares checks that all three images are in one tarball and
+// that console and docker are base's layer plus one of their own, stored
+// once: what System Docker unpacks at boot is the sum of the layers, not
+// three copies of busybox and ros.
+func TestBuildShares(t *testing.T) {
+	needBusybox(t)
+	if _, err := os.Stat("/usr/sbin/dropbear"); err != nil {
+		t.Skip("needs /usr/sbin/dropbear for the console image (apt-get install dropbear-bin)")
+	}
+	dir := t.TempDir()
+	imgs, err := Build(context.Background(), dir, WithRos("/bin/busybox"), WithVersion("v1"))
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	if len(imgs) != 3 {
+		t.Fatalf("Build = %+v, want 3 images", imgs)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, TarballName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest []struct {
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(readTarFile(t, raw, "manifest.json"), &manifest); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	layers := map[string][]string{}
+	files := map[string]bool{}
+	for _, m := range manifest {
+		layers[m.RepoTags[0]] = m.Layers
+		for _, l := range m.Layers {
+			files[l] = true
+		}
+	}
+	base, console, docker := layers["berth/base:v1"], layers["berth/console:v1"], layers["berth/docker:v1"]
+	if len(base) != 1 || len(console) != 2 || len(docker) != 2 {
+		t.Fatalf("layers: base %v, console %v, docker %v; want 1, 2, 2", base, console, docker)
+	}
+	if console[0] != base[0] || docker[0] != base[0] {
+		t.Errorf("console and docker do not start with base's layer: %v %v %v", base, console, docker)
+	}
+	if len(files) != 3 {
+		t.Errorf("%d layer files in the tarball, want 3 (base's once): %v", len(files), files)
 	}
 }
 

@@ -31,6 +31,7 @@ MODULES=(
   bridge br_netfilter veth 8021q bonding tun macvlan vxlan
   nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
   button evdev xfrm_user nfnetlink
+  ena nvme  # EC2 Nitro: the ENA NIC and EBS volumes as NVMe (nvme_core comes along)
 )
 # Engine binaries (paths inside the packages, under usr/); they go to the
 # squashfs with the libraries ldd finds for them.

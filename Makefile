@@ -96,14 +96,14 @@ cloud-images: build ## Cloud images from out/image: berth-openstack.qcow2, berth
 		-seed "$$(git rev-parse HEAD 2>/dev/null || echo dev)" -epoch $(SOURCE_DATE_EPOCH)
 	@stat -c '%n %s' $(IMAGE_DIR)/berth.iso | awk '{printf "%-24s %6.1f MiB\n", "berth.iso", $$2/1048576}'
 
-packer-qemu: ## Packer's qemu build: unattended install from berth.iso to out/packer-qemu/berth.qcow2 (KVM if usable, else TCG)
+packer-qemu: ## Packer's qemu build: unattended install from berth.iso to out/packer-qemu/berth.qcow2, console in out/packer-qemu.serial.log (KVM if usable, else TCG)
 	@[ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
-	rm -rf out/packer-qemu
+	rm -rf out/packer-qemu out/packer-qemu.serial.log
 	accel=tcg; if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi; echo "packer-qemu: accelerator $$accel"; \
 	CHECKPOINT_DISABLE=1 packer build -only=qemu -var accelerator=$$accel \
 		-var iso=$(IMAGE_DIR)/berth.iso -var iso_checksum=sha256:$$(sha256sum $(IMAGE_DIR)/berth.iso | cut -d' ' -f1) \
 		-var kernel=$(IMAGE_DIR)/vmlinuz -var initrd=$(IMAGE_DIR)/initrd platforms/packer/berth.json
-	@ls -l out/packer-qemu/berth.qcow2
+	@stat -c '%n %s' out/packer-qemu/berth.qcow2 | awk '{printf "%s %.1f MiB\n", $$1, $$2/1048576}'
 
 clean: ## Remove build output
 	rm -rf bin out

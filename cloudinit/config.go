@@ -193,8 +193,13 @@ type Engine struct {
 	IPForward        *bool             `yaml:"ip_forward,omitempty" json:"ip_forward,omitempty"`
 }
 
-// Install is `rancher.install`: the unattended installer's settings.
+// Install is `rancher.install`: the unattended installer's settings. PID 1
+// reads them from the kernel command line (platforms/install.ParseUnattended);
+// they are here so the boot knows the keys.
 type Install struct {
 	Device         string `yaml:"device,omitempty" json:"device,omitempty"`
 	CloudConfigURL string `yaml:"cloud_config_url,omitempty" json:"cloud_config_url,omitempty"`
+	Type           string `yaml:"type,omitempty" json:"type,omitempty"`
+	Append         string `yaml:"append,omitempty" json:"append,omitempty"`
+	Force          bool   `yaml:"force,omitempty" json:"force,omitempty"`
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +22,19 @@ import (
 // installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
 func bootDisk(t *testing.T, disk, format, ovmf string, extra ...string) *VM {
 	t.Helper()
+	return bootDiskNet(t, disk, format, ovmf, "", extra...)
+}
+
+// bootDiskNet is bootDisk with extra -netdev user options (guestfwd=...).
+func bootDiskNet(t *testing.T, disk, format, ovmf, netOpts string, extra ...string) *VM {
+	t.Helper()
 	vm, args := newVM(t, 1024)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
+	if netOpts != "" {
+		netdev += "," + netOpts
+	}
 	args = append(args,
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort), "-device", "virtio-net-pci,netdev=n0",
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
 		"-drive", "file="+disk+",if=virtio,format="+format,
 	)
 	if ovmf != "" {
@@ -143,5 +155,116 @@ func TestOpenStackImage(t *testing.T) {
 	}
 	if got := vm.MustConsole("cat /proc/cmdline"); !strings.Contains(got, "rancher.cloud_init.datasources=[configdrive,openstack]") {
 		t.Errorf("kernel command line %q lacks the OpenStack datasources", got)
+	}
+}
+
+// waitInstall waits for the unattended install's last console line and
+// for qemu to end by itself (the install powers the machine off).
+func waitInstall(t *testing.T, vm *VM, dev string) {
+	t.Helper()
+	l, _, err := vm.WaitLine(regexp.MustCompile(`berth: install to `+regexp.QuoteMeta(dev)+` (done|FAILED)`), 0, bootTimeout)
+	if err != nil {
+		t.Fatalf("unattended install: %v", err)
+	}
+	t.Logf("after %s: %s", l.At.Round(time.Millisecond), l.Text)
+	if strings.Contains(l.Text, "FAILED") {
+		t.Fatalf("unattended install failed: %s", l.Text)
+	}
+	if err := vm.WaitExit(2 * time.Minute); err != nil {
+		t.Fatalf("after the install: %v; want qemu to end by itself (poweroff)", err)
+	}
+}
+
+// TestUnattendedInstallFromISO boots berth.iso's kernel with its install
+// entry's arguments (rancher.install.device=/dev/vda
+// rancher.install.force) and an http cloud_config_url: PID 1 fetches the
+// cloud-config, installs to the blank disk and powers off, and the disk
+// then boots through GRUB with that cloud-config.
+func TestUnattendedInstallFromISO(t *testing.T) {
+	img := image(t)
+	iso := filepath.Join(img.Dir, "berth.iso")
+	if _, err := os.Stat(iso); err != nil {
+		t.Skipf("no berth.iso (make image): %v", err)
+	}
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.raw")
+	os.WriteFile(disk, nil, 0o644)
+	os.Truncate(disk, 2<<30)
+	fwd := serve(t, `#cloud-config
+hostname: berth-unattended
+write_files:
+  - path: /opt/unattended.txt
+    content: "written by the fetched cloud-config\n"
+`)
+	vm := Boot(t, img, VMConfig{
+		MemMB: 2048, Net: fwd, Disk: disk, Args: []string{"-cdrom", iso},
+		Cmdline: `rancher.install.device=/dev/vda rancher.install.force rancher.install.cloud_config_url=http://10.0.2.100/cc.yml ` +
+			`rancher.install.append="rancher.autologin=ttyS0 no_timer_check"`,
+	})
+	waitInstall(t, vm, "/dev/vda")
+	t.Logf("qemu ended by itself %s after it started", time.Since(vm.Started).Round(time.Millisecond))
+
+	vm2 := bootDisk(t, disk, "raw", "")
+	t.Logf("installed disk ready after %s", vm2.WaitReady(bootTimeout))
+	if got := strings.TrimSpace(vm2.MustConsole("hostname")); got != "berth-unattended" {
+		t.Errorf("hostname %q, want berth-unattended from the fetched cloud-config", got)
+	}
+	if got := vm2.MustConsole("for i in $(seq 90); do [ -f /opt/unattended.txt ] && break; sleep 1; done; cat /opt/unattended.txt"); got != "written by the fetched cloud-config" {
+		t.Errorf("/opt/unattended.txt = %q", got)
+	}
+	if got := vm2.MustConsole("cat /proc/cmdline"); !strings.Contains(got, "rancher.state.dev=LABEL=RANCHER_STATE") || strings.Contains(got, "rancher.install.device") {
+		t.Errorf("installed kernel command line %q: want the state device and no install", got)
+	}
+}
+
+// TestPackerImage runs the Packer template's qemu build (what make
+// packer-qemu does, into a temporary directory) with the cmdline
+// datasource's cloud-config-url in the installed command line, and boots
+// the qcow2 it gives to the ready line. It checks System Docker's console
+// service, not User Docker: User Docker does not come up in the image yet.
+func TestPackerImage(t *testing.T) {
+	img := image(t)
+	if _, err := exec.LookPath("packer"); err != nil {
+		t.Skipf("packer not installed (.ci/deps): %v", err)
+	}
+	iso := filepath.Join(img.Dir, "berth.iso")
+	if _, err := os.Stat(iso); err != nil {
+		t.Skipf("no berth.iso (make image): %v", err)
+	}
+	dir := t.TempDir()
+	outDir := filepath.Join(dir, "packer-qemu")
+	template, _ := filepath.Abs("../platforms/packer/berth.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "packer", "build", "-only=qemu", "-var", "accelerator="+Accel(),
+		"-var", "iso="+iso, "-var", "iso_checksum=none",
+		"-var", "kernel="+filepath.Join(img.Dir, "vmlinuz"), "-var", "initrd="+filepath.Join(img.Dir, "initrd"),
+		"-var", "output_directory="+outDir,
+		"-var", "install_append=rancher.autologin=ttyS0 no_timer_check rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		template)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1", "PACKER_CACHE_DIR="+filepath.Join(dir, "cache"))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		serial, _ := os.ReadFile(outDir + ".serial.log")
+		t.Fatalf("packer build: %v\n%s\nconsole:\n%s", err, out, serial)
+	}
+	qcow := filepath.Join(outDir, "berth.qcow2")
+	st, err := os.Stat(qcow)
+	if err != nil {
+		t.Fatalf("packer build gave no qcow2: %v\n%s", err, out)
+	}
+	t.Logf("packer build: %s, berth.qcow2 %.1f MiB", time.Since(start).Round(time.Second), float64(st.Size())/(1<<20))
+
+	fwd := serve(t, "#cloud-config\nhostname: berth-packer\n")
+	vm := bootDiskNet(t, qcow+",snapshot=on", "qcow2", "", fwd)
+	t.Logf("ready after %s", vm.WaitReady(bootTimeout))
+	if got := strings.TrimSpace(vm.MustConsole("hostname")); got != "berth-packer" {
+		t.Errorf("hostname %q, want berth-packer from the cmdline datasource's cloud-config-url", got)
+	}
+	ps, code, err := vm.Console("system-docker ps --format '{{.Names}}'", 2*time.Minute)
+	if err != nil || code != 0 || !strings.Contains(ps, "console") {
+		t.Errorf("system-docker ps: exit %d, %v: %q; want the console service", code, err, ps)
 	}
 }

@@ -5,7 +5,9 @@
 #   vmlinux       the same kernel as an ELF, for qemu's faster PVH boot
 #   initrd.small  gzip cpio: ros as /init, busybox, kernel modules
 #   system.sqfs   zstd squashfs mounted at /usr: dockerd, containerd, runc,
-#                 tini, their libraries, the system image tarballs
+#                 tini, their libraries, the system image tarballs, and
+#                 the installer's tools (grub-mkimage + modules, mkfs.fat,
+#                 mtools, mke2fs, debugfs)
 #   initrd        initrd.small + a cpio holding system.sqfs (for -initrd boots)
 #   berth.iso     BIOS (isolinux) + UEFI (grub) bootable ISO
 # Reproducible: every timestamp is SOURCE_DATE_EPOCH (default: the commit
@@ -34,6 +36,7 @@ MODULES=(
   nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
   button evdev xfrm_user nfnetlink
   kernel/net/netfilter/ kernel/net/ipv4/netfilter/ kernel/net/ipv6/netfilter/ kernel/net/bridge/netfilter/
+  ena nvme  # EC2 Nitro: the ENA NIC and EBS volumes as NVMe (nvme_core comes along)
 )
 # Engine binaries (paths inside the packages, under usr/); they go to the
 # squashfs with the libraries ldd finds for them.
@@ -49,7 +52,8 @@ $GO build -trimpath -o "$MKIMAGE" ./platforms/cmd/mkimage
 # ---- fetch and extract the packages (cached)
 KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
-PKGS=("$KPKG" busybox-static docker.io containerd runc tini e2fsprogs)
+PKGS=("$KPKG" busybox-static docker.io containerd runc tini e2fsprogs
+  grub-common grub-pc-bin grub-efi-amd64-bin dosfstools mtools)
 for p in "${PKGS[@]}"; do
   if [ ! -d "$CACHE/pkg/$p" ]; then
     log "fetch $p"
@@ -123,6 +127,30 @@ done
 # ext4 tools for the state disk (busybox's mke2fs makes only ext2).
 for b in mke2fs e2fsck resize2fs; do cp "$CACHE/pkg/e2fsprogs/sbin/$b" "$S/sbin/$b"; done
 ln -s mke2fs "$S/sbin/mkfs.ext4"; ln -s e2fsck "$S/sbin/fsck.ext4"
+# What `ros install` (and the unattended install of the ISO's install
+# entry) runs: GRUB's image maker and its BIOS and UEFI modules (not the
+# prebuilt monolithic EFI binaries, 15 MB nobody here uses), the FAT tools
+# for the EFI system partition, debugfs for the state partition's times.
+cp "$CACHE/pkg/grub-common/usr/bin/grub-mkimage" "$S/bin/grub-mkimage"
+mkdir -p "$S/lib/grub"
+for d in i386-pc x86_64-efi; do
+  for p in grub-pc-bin grub-efi-amd64-bin; do
+    [ -d "$CACHE/pkg/$p/usr/lib/grub/$d" ] && cp -a "$CACHE/pkg/$p/usr/lib/grub/$d" "$S/lib/grub/$d"
+  done
+  [ -d "$S/lib/grub/$d" ] || { echo "missing GRUB modules usr/lib/grub/$d" >&2; exit 1; }
+done
+rm -rf "$S/lib/grub/x86_64-efi/monolithic"
+cp "$CACHE/pkg/dosfstools/sbin/mkfs.fat" "$S/sbin/mkfs.fat" 2>/dev/null || cp "$CACHE/pkg/dosfstools/usr/sbin/mkfs.fat" "$S/sbin/mkfs.fat"
+cp "$CACHE/pkg/mtools/usr/bin/mtools" "$S/bin/mtools"
+for b in mcopy mdir mmd; do ln -s mtools "$S/bin/$b"; done
+# mtools converts file names through iconv to the DOS code page 850: the
+# one glibc gconv module that needs, from the libc the libraries come from.
+G=/usr/lib/x86_64-linux-gnu/gconv
+mkdir -p "$S/lib/x86_64-linux-gnu/gconv"
+cp "$G/IBM850.so" "$S/lib/x86_64-linux-gnu/gconv/"
+printf 'alias\tCP850//\tIBM850//\nmodule\tIBM850//\tINTERNAL\tIBM850\t1\nmodule\tINTERNAL\tIBM850//\tIBM850\t1\n' \
+  > "$S/lib/x86_64-linux-gnu/gconv/gconv-modules"
+cp "$CACHE/pkg/e2fsprogs/sbin/debugfs" "$S/sbin/debugfs"
 for b in $(cd "$S" && find bin sbin -type f | sort); do
   ldd "$S/$b" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' || true
 done | sort -u | while read -r lib; do

@@ -68,7 +68,8 @@ type pid1Phase struct {
 
 // RunPID1Boot is the boot process that RunPID1 starts. Its steps, in
 // order (pid1Phases): kernel modules, entropy, the system image at /usr,
-// /etc basics, the state disk, the config snapshot, hostname, then the
+// /etc basics, the unattended install when the command line asks for one
+// (which ends in a poweroff), the state disk, the config snapshot, hostname, then the
 // engines; then it writes the boot timeline, prints PID1ReadyLine and
 // waits for a power signal, on which it stops User Docker, the services
 // and System Docker within rancher.shutdown_timeout and ends the machine.
@@ -134,6 +135,7 @@ func pid1Phases() []pid1Phase {
 		{name: "entropy", run: (*pid1Boot).entropy},
 		{name: "system image", fatal: true, run: (*pid1Boot).systemImage},
 		{name: "etc", run: (*pid1Boot).etc},
+		{name: "unattended install", run: (*pid1Boot).unattendedInstall},
 		{name: "state disk", fatal: true, run: (*pid1Boot).stateDisk},
 		{name: "config (local)", run: (*pid1Boot).loadConfig},
 		{name: "network (early)", run: (*pid1Boot).networkEarly},

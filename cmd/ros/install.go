@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,65 +59,41 @@ func newInstallCmd(g *globalFlags) *cobra.Command {
 }
 
 func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
-	ctx := cmd.Context()
+	req := install.Request{
+		Device: f.device, Platform: install.Platform(f.platform), Append: f.append, CloudConfig: f.cloudConfig,
+		Force: f.force, Kernel: f.kernel, Initrd: f.initrd, ISO: f.iso, Root: g.root,
+	}
+	return doInstall(cmd, req, f)
+}
+
+// doInstall runs req, asking first when a terminal is attached (unless
+// forced or unattended), then reboots (or, unattended, powers off).
+func doInstall(cmd *cobra.Command, req install.Request, f installFlags) error {
 	out := cmd.OutOrStdout()
-	platform, err := install.ParsePlatform(f.platform)
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	if f.cloudConfig != "" {
-		if _, err := os.Stat(f.cloudConfig); err != nil {
-			return fmt.Errorf("install: cloud-config: %w", err)
-		}
-	}
-	size, err := install.DeviceSize(f.device)
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	if !f.force {
-		if err := install.Check(f.device, ""); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("install: %w", err)}
-		}
-	}
-	tmp, err := os.MkdirTemp("", "ros-install-")
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	kernel, initrd := f.kernel, f.initrd
-	switch {
-	case f.iso != "":
-		kernel, initrd, err = install.FromISO(f.iso, tmp)
-	case kernel == "" || initrd == "":
-		kernel, initrd, err = install.FindSources(g.root, tmp, "/dev/sr0", "/dev/sr1")
-	}
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	plan, err := install.NewPlan(f.device, size,
-		install.WithPlatform(platform), install.WithAppend(f.append),
-		install.WithKernel(kernel), install.WithInitrd(initrd), install.WithCloudConfig(f.cloudConfig))
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	fmt.Fprint(out, plan)
 	interactive := false
 	if in, ok := cmd.InOrStdin().(*os.File); ok {
 		interactive = isTerminal(in)
 	}
-	if !f.force && interactive && !f.fromCmdline {
-		ok, err := confirm(cmd.InOrStdin(), out)
-		if err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-		if !ok {
-			return &exitError{code: 1, err: fmt.Errorf("install: not confirmed; %s is unchanged", f.device)}
+	var ask func(*install.Plan) error
+	if !req.Force && interactive && !f.fromCmdline {
+		ask = func(p *install.Plan) error {
+			ok, err := confirm(cmd.InOrStdin(), out)
+			if err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+			if !ok {
+				return &exitError{code: 1, err: fmt.Errorf("install: not confirmed; %s is unchanged", p.Device)}
+			}
+			return nil
 		}
 	}
-	if err := install.Install(ctx, plan, install.WithProgress(cmd.ErrOrStderr())); err != nil {
+	if err := install.Run(cmd.Context(), req, out, cmd.ErrOrStderr(), ask); err != nil {
+		if errors.Is(err, install.ErrRefused) {
+			return &exitError{code: 2, err: err}
+		}
 		return err
 	}
-	fmt.Fprintf(out, "Berth is installed on %s.\n", f.device)
+	fmt.Fprintf(out, "Berth is installed on %s.\n", req.Device)
 	if f.noReboot {
 		return nil
 	}
@@ -132,8 +109,10 @@ func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	return nil
 }
 
-// runUnattendedInstall is `ros install --from-cmdline`: PID 1 runs it when
-// the kernel command line has rancher.install.device.
+// runUnattendedInstall is `ros install --from-cmdline`: the install PID 1
+// itself runs when the kernel command line has rancher.install.device,
+// for a shell on a live system; flags given too (-f, --kernel, --iso)
+// add to it.
 func runUnattendedInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	b, err := os.ReadFile(g.path("/proc/cmdline"))
 	if err != nil {
@@ -147,19 +126,10 @@ func runUnattendedInstall(cmd *cobra.Command, g *globalFlags, f installFlags) er
 		fmt.Fprintln(cmd.OutOrStdout(), "No rancher.install.device on the kernel command line: nothing to install.")
 		return nil
 	}
-	f.device, f.platform, f.append, f.force = u.Device, string(u.Platform), u.Append, f.force || u.Force
-	if u.CloudConfigURL != "" {
-		tmp, err := os.MkdirTemp("", "ros-install-cc-")
-		if err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		f.cloudConfig = tmp + "/cloud-config.yml"
-		if err := install.FetchCloudConfig(cmd.Context(), u.CloudConfigURL, f.cloudConfig); err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-	}
-	return runInstall(cmd, g, f)
+	req := u.Request(g.root)
+	req.Force = req.Force || f.force
+	req.Kernel, req.Initrd, req.ISO = f.kernel, f.initrd, f.iso
+	return doInstall(cmd, req, f)
 }
 
 // confirm asks before writing; only "y" or "yes" goes on.

@@ -95,4 +95,17 @@ func TestTemplate(t *testing.T) {
 	if !wrote {
 		t.Error("no amazon-ebs provisioner writes berth-ec2.raw to the second volume")
 	}
+	// The install powers off whether it worked or not: the qemu build
+	// must read the console to tell.
+	var checks bool
+	for _, p := range tpl.Provisioners {
+		script := strings.Join(p.Inline, "\n")
+		if p.Type == "shell-local" && len(p.Only) == 1 && p.Only[0] == "qemu" &&
+			strings.Contains(script, "berth: install to .* done") && strings.Contains(script, "FAILED") && strings.Contains(script, ".serial.log") {
+			checks = true
+		}
+	}
+	if !checks {
+		t.Error("no qemu provisioner fails the build when the console says the install FAILED")
+	}
 }

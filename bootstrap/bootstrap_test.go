@@ -219,3 +219,28 @@ not an alias line
 		}
 	}
 }
+
+func TestDeviceAliases(t *testing.T) {
+	sys := t.TempDir()
+	for dev, alias := range map[string]string{
+		"bus/pci/devices/0000:00:03.0":    "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+		"bus/virtio/devices/virtio0":      "virtio:d00000001v00001AF4\n",
+		"bus/virtio/devices/virtio1":      "virtio:d00000001v00001AF4\n", // a second NIC: once
+		"bus/platform/devices/serial8250": "",                            // no alias: nothing
+	} {
+		if err := os.MkdirAll(filepath.Join(sys, dev), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, dev, "modalias"), []byte(alias), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := DeviceAliases(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", "virtio:d00000001v00001AF4"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DeviceAliases (-want +got):\n%s", diff)
+	}
+}

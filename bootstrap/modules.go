@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
@@ -260,4 +261,65 @@ func finitModule(path, params string) error {
 		return fmt.Errorf("finit_module %s: %w", path, err)
 	}
 	return nil
+}
+
+// DeviceAliases returns the modaliases of the devices under sysDir
+// (/sys): each bus/*/devices/*/modalias, once, sorted.
+func DeviceAliases(sysDir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(sysDir, "bus", "*", "devices", "*", "modalias"))
+	if err != nil {
+		return nil, fmt.Errorf("list device modaliases: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the device went away
+		}
+		if a := strings.TrimSpace(string(b)); a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Coldplug loads the drivers of the devices already present, as udev's
+// coldplug would before there is a udev: each device's modalias resolved
+// through modules.alias. It goes round again while a round loaded
+// something, since a bus driver (virtio_pci, an HBA) brings devices of
+// its own (the virtio NIC and disk behind it), at most four rounds. It
+// returns the number of modules loaded.
+func Coldplug(log *Logger, md *ModuleDeps, sysDir string) (int, error) {
+	done := map[string]bool{}
+	total := 0
+	var errs []error
+	for round := 0; round < 4; round++ {
+		aliases, err := DeviceAliases(sysDir)
+		if err != nil {
+			return total, err
+		}
+		var names []string
+		for _, a := range aliases {
+			if done[a] {
+				continue
+			}
+			done[a] = true
+			names = append(names, md.Resolve(a)...)
+		}
+		if len(names) == 0 {
+			break
+		}
+		n, err := LoadModules(log, md, names)
+		total += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return total, errors.Join(errs...)
 }

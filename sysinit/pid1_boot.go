@@ -197,6 +197,12 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 	names := append(bootstrap.DefaultModules(), b.early.Rancher.Modules...)
 	n, err := bootstrap.LoadModules(b.log, md, names)
 	b.log.Printf("loaded %d kernel modules", n)
+	// The drivers of the hardware that is there (an NVMe disk, an ENA
+	// NIC on EC2), by modalias, before the state disk is looked for.
+	start := time.Now()
+	c, cerr := bootstrap.Coldplug(b.log, md, "/sys")
+	b.log.Printf("coldplug: loaded %d modules for the devices present (%s)", c, time.Since(start).Round(time.Millisecond))
+	err = errors.Join(err, cerr)
 	// Nothing needs these until User Docker starts, many seconds later.
 	go func() {
 		start := time.Now()

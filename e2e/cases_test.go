@@ -223,11 +223,11 @@ func TestConfigDrive(t *testing.T) {
 		t.Fatalf("build config drive: %v", err)
 	}
 	vm := Boot(t, img, VMConfig{
-		Net:     fwd,
-		Cmdline: "rancher.cloud_init.datasources=[configdrive]",
-		NICMAC:  "52:54:00:00:00:01",
-		Args: []string{"-netdev", "user,id=n1,restrict=on", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02",
-			"-drive", "file=" + iso + ",media=cdrom,readonly=on"},
+		Net:          fwd,
+		Cmdline:      "rancher.cloud_init.datasources=[configdrive]",
+		NICMAC:       "52:54:00:00:00:01",
+		SecondNICMAC: "52:54:00:00:00:02",
+		Args:         []string{"-drive", "file=" + iso + ",media=cdrom,readonly=on"},
 	})
 	ready := vm.WaitReady(bootTimeout)
 	logTimeline(t, vm, ready)

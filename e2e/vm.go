@@ -54,6 +54,10 @@ type VMConfig struct {
 	Disk string
 	// NICMAC sets the first NIC's MAC address (qemu's default otherwise).
 	NICMAC string
+	// SecondNICMAC adds a second NIC with this MAC on the same network:
+	// a qemu hub joins both NICs to the one user network, as two ports of
+	// a bond are cabled to one switch.
+	SecondNICMAC string
 }
 
 // VM is a running qemu.
@@ -109,8 +113,15 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 	args = append(args,
 		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 "+c.Cmdline),
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"+macOpt(c.NICMAC),
 	)
+	if c.SecondNICMAC == "" {
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"+macOpt(c.NICMAC))
+	} else {
+		args = append(args, "-netdev", netdev,
+			"-netdev", "hubport,id=up,hubid=0,netdev=n0",
+			"-netdev", "hubport,id=p0,hubid=0", "-device", "virtio-net-pci,netdev=p0"+macOpt(c.NICMAC),
+			"-netdev", "hubport,id=p1,hubid=0", "-device", "virtio-net-pci,netdev=p1"+macOpt(c.SecondNICMAC))
+	}
 	if c.Disk != "" {
 		args = append(args, "-drive", "file="+c.Disk+",if=virtio,format=raw")
 	}

@@ -111,8 +111,15 @@ write_files:
 `, pub)
 	// The user-data and the busybox image for User Docker, from the host.
 	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
+	// An NVMe disk (EBS on EC2 Nitro): its driver is not in the boot's
+	// default list; coldplug loads it by the device's modalias.
+	nvme := filepath.Join(t.TempDir(), "nvme.img")
+	if err := os.WriteFile(nvme, make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	vm := Boot(t, img, VMConfig{
-		Net: fwd,
+		Args: []string{"-drive", "file=" + nvme + ",if=none,id=nv0,format=raw", "-device", "nvme,drive=nv0,serial=e2envme"},
+		Net:  fwd,
 		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data " +
 			// The command line beats user-data.
 			"cc.hostname=e2e-cmdline " +
@@ -124,6 +131,12 @@ write_files:
 	t.Run("hostname from cc.hostname beats user-data", func(t *testing.T) {
 		if got := vm.MustConsole("hostname"); got != "e2e-cmdline" {
 			t.Errorf("hostname = %q, want %q", got, "e2e-cmdline")
+		}
+	})
+	t.Run("NVMe disk found by coldplug", func(t *testing.T) {
+		out, code, err := vm.Console("ls /dev/nvme0n1 && cat /sys/class/nvme/nvme0/serial", time.Minute)
+		if err != nil || code != 0 || !strings.Contains(out, "e2envme") {
+			t.Errorf("NVMe disk: exit %d, %v: %q; want /dev/nvme0n1 with serial e2envme", code, err, out)
 		}
 	})
 	t.Run("static address from rancher.network", func(t *testing.T) {

@@ -113,12 +113,7 @@ func engineChecks(t *testing.T, vm *VM) {
 		}
 	})
 	t.Run("User Docker runs a container", func(t *testing.T) {
-		l, _, err := vm.WaitLine(regexp.MustCompile(regexp.QuoteMeta(UserDockerLine)), 0, 5*time.Minute)
-		if err != nil {
-			logs, _, _ := vm.Console("system-docker logs --tail 20 docker 2>&1", time.Minute)
-			t.Fatalf("%v; the docker service's log:\n%s", err, logs)
-		}
-		t.Logf("User Docker ready %.1f s after qemu start", l.At.Seconds())
+		waitUserDocker(t, vm)
 		// The preloaded image is loaded right after the ready line.
 		out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run --rm busybox echo ok", 3*time.Minute)
 		if err != nil || code != 0 || out != "ok" {
@@ -168,6 +163,21 @@ func engineChecks(t *testing.T, vm *VM) {
 		}
 		t.Log(out)
 	})
+}
+
+// waitUserDocker waits for PID 1's User Docker ready line and checks that
+// `docker info` answers on the console.
+func waitUserDocker(t *testing.T, vm *VM) {
+	t.Helper()
+	l, _, err := vm.WaitLine(regexp.MustCompile(regexp.QuoteMeta(UserDockerLine)), 0, 5*time.Minute)
+	if err != nil {
+		logs, _, _ := vm.Console("system-docker logs --tail 20 docker 2>&1", time.Minute)
+		t.Fatalf("%v; the docker service's log:\n%s", err, logs)
+	}
+	t.Logf("User Docker ready %.1f s after qemu start", l.At.Seconds())
+	if out, code, err := vm.Console("docker info --format '{{.ServerVersion}}'", time.Minute); err != nil || code != 0 {
+		t.Errorf("docker info: exit %d, %v: %s", code, err, out)
+	}
 }
 
 func httpGet(url string) (string, error) {

@@ -87,7 +87,8 @@ write_files:
 // line, the state partition and the installed cloud-config.
 func TestInstalledDiskBoots(t *testing.T) {
 	img := image(t)
-	disk := installDisk(t, img, install.Generic, installedConfig)
+	// busybox for User Docker comes from the host, fetched by runcmd.
+	disk := installDisk(t, img, install.Generic, installedConfig+preloadRuncmd(preloadURL("10.0.2.100")))
 	for _, fw := range []struct{ name, ovmf string }{{"BIOS", ""}, {"UEFI", "/usr/share/OVMF/OVMF_CODE.fd"}} {
 		t.Run(fw.name, func(t *testing.T) {
 			if fw.ovmf != "" {
@@ -95,7 +96,7 @@ func TestInstalledDiskBoots(t *testing.T) {
 					t.Skipf("no OVMF firmware (apt-get install ovmf): %v", err)
 				}
 			}
-			vm := bootDisk(t, disk, "raw", fw.ovmf)
+			vm := bootDiskNet(t, disk, "raw", fw.ovmf, preloadServer(t, "10.0.2.100", ""))
 			t.Logf("ready after %s", vm.WaitReady(bootTimeout))
 			cmdline := vm.MustConsole("cat /proc/cmdline")
 			if !strings.Contains(cmdline, "rancher.state.dev=LABEL=RANCHER_STATE") || !strings.Contains(cmdline, "console=tty0 console=ttyS0,115200n8") {
@@ -115,13 +116,22 @@ func TestInstalledDiskBoots(t *testing.T) {
 				t.Errorf("/opt/installed.txt = %q, want what the installed cloud-config wrote", got)
 			}
 			// The first boot (BIOS) leaves state; the second (UEFI) finds it.
+			waitUserDocker(t, vm)
 			if fw.name == "BIOS" {
 				if out, code := console("echo kept > /home/rancher/kept.txt && ros config set rancher.environment.BERTH_KEPT yes && sync"); code != 0 {
 					t.Errorf("leaving state: exit %d: %s", code, out)
 				}
+				out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run -d --restart=always --name keeper busybox sleep 1000000 && sync", 3*time.Minute)
+				if err != nil || code != 0 {
+					t.Errorf("docker run --restart=always: exit %d, %v: %s", code, err, out)
+				}
 			} else {
 				if out, _ := console("cat /home/rancher/kept.txt; ros config get rancher.environment.BERTH_KEPT"); !strings.Contains(out, "kept") || !strings.Contains(out, "yes") {
 					t.Errorf("state from the first boot is gone after a reboot: %q", out)
+				}
+				out, code, err := vm.Console("for i in $(seq 60); do [ \"$(docker inspect -f '{{.State.Running}}' keeper 2>/dev/null)\" = true ] && break; sleep 1; done; docker inspect -f '{{.State.Running}} {{.HostConfig.RestartPolicy.Name}}' keeper", 2*time.Minute)
+				if err != nil || code != 0 || out != "true always" {
+					t.Errorf("the --restart=always container after the reboot: exit %d, %v: %q, want \"true always\"", code, err, out)
 				}
 			}
 			// Installing over the running system's own disk is refused.
@@ -133,7 +143,8 @@ func TestInstalledDiskBoots(t *testing.T) {
 }
 
 // TestOpenStackImage builds berth-openstack.qcow2 and boots it with a
-// config drive: the hostname comes from the drive's user-data.
+// config drive to User Docker ready: the hostname comes from the drive's
+// user-data.
 func TestOpenStackImage(t *testing.T) {
 	img := image(t)
 	out := t.TempDir()
@@ -156,6 +167,7 @@ func TestOpenStackImage(t *testing.T) {
 	if got := vm.MustConsole("cat /proc/cmdline"); !strings.Contains(got, "rancher.cloud_init.datasources=[configdrive,openstack]") {
 		t.Errorf("kernel command line %q lacks the OpenStack datasources", got)
 	}
+	waitUserDocker(t, vm)
 }
 
 // waitInstall waits for the unattended install's last console line and
@@ -220,8 +232,8 @@ write_files:
 // TestPackerImage runs the Packer template's qemu build (what make
 // packer-qemu does, into a temporary directory) with the cmdline
 // datasource's cloud-config-url in the installed command line, and boots
-// the qcow2 it gives to the ready line. It checks System Docker's console
-// service, not User Docker: User Docker does not come up in the image yet.
+// the qcow2 it gives to the ready line, System Docker's console service
+// and User Docker answering.
 func TestPackerImage(t *testing.T) {
 	img := image(t)
 	if _, err := exec.LookPath("packer"); err != nil {
@@ -267,4 +279,5 @@ func TestPackerImage(t *testing.T) {
 	if err != nil || code != 0 || !strings.Contains(ps, "console") {
 		t.Errorf("system-docker ps: exit %d, %v: %q; want the console service", code, err, ps)
 	}
+	waitUserDocker(t, vm)
 }

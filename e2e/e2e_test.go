@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +181,22 @@ write_files:
 		}
 	})
 	engineChecks(t, vm)
+	t.Run("a service enabled after boot is brought up and supervised", func(t *testing.T) {
+		out, code, err := vm.Console("ros service enable acpid && ros service up acpid", 2*time.Minute)
+		if err != nil || code != 0 || !strings.Contains(out, "acpid") {
+			t.Fatalf("ros service enable acpid && ros service up acpid: exit %d, %v: %s", code, err, out)
+		}
+		// ros service up has PID 1 reload: acpid is now one of its own.
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`reload: created .*unchanged \[.*acpid`), 0, time.Minute); err != nil {
+			t.Fatalf("PID 1 did not reload: %v", err)
+		}
+		out, code, err = vm.Console(`b=$(system-docker inspect -f '{{.State.StartedAt}}' acpid); system-docker kill acpid >/dev/null; `+
+			`for i in $(seq 60); do s=$(system-docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' acpid); `+
+			`case "$s" in "true $b") ;; true*) echo "back within $i s"; exit_=0; break;; esac; sleep 1; done; [ "$exit_" = 0 ]`, 2*time.Minute)
+		if err != nil || code != 0 {
+			t.Errorf("acpid after system-docker kill: exit %d, %v: %s", code, err, out)
+		}
+	})
 	t.Run("poweroff ends qemu", func(t *testing.T) {
 		_, _, _ = vm.Console("poweroff", 10*time.Second)
 		if err := vm.WaitExit(2 * time.Minute); err != nil {

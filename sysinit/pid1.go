@@ -113,6 +113,11 @@ func RunPID1() {
 				}
 			}
 		case unix.SIGHUP:
+			// Reload the config and reconcile the services: the boot
+			// process owns them.
+			if child != nil {
+				_ = child.Signal(sig)
+			}
 		default:
 			if child != nil {
 				_ = child.Signal(sig)

@@ -50,6 +50,9 @@ type pid1Boot struct {
 	// stops run in reverse order at shutdown: User Docker, then the
 	// services, then System Docker.
 	stops []pid1Stop
+	// running is System Docker and the services once started (nil
+	// before); SIGHUP reloads them.
+	running *Engines
 }
 
 type pid1Stop struct {
@@ -121,6 +124,13 @@ func RunPID1Boot(version string) {
 		b.waitUserDocker(ctx)
 	}()
 	go b.watchPowerButton(power)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, unix.SIGHUP)
+	go func() {
+		for range hup {
+			b.reload(ctx)
+		}
+	}()
 
 	a := <-power
 	cancel()
@@ -398,10 +408,44 @@ func (b *pid1Boot) engines(ctx context.Context) error {
 		return err
 	}
 	b.addStop("engines", e.Shutdown)
+	b.mu.Lock()
+	b.running = e
+	b.mu.Unlock()
 	if e.StartErr != nil {
 		b.log.Printf("services: %v", e.StartErr)
 	}
 	return nil
+}
+
+// reload is SIGHUP (`ros service up` sends it): the config is read again
+// and the system services reconciled against it, so that a service
+// enabled, changed or added since the boot is created and supervised, and
+// one disabled is removed.
+func (b *pid1Boot) reload(ctx context.Context) {
+	b.mu.Lock()
+	e := b.running
+	b.mu.Unlock()
+	if e == nil {
+		b.log.Printf("reload: the services are not started yet; nothing to reload")
+		return
+	}
+	cfg, rep, err := cloudinit.Load("/")
+	if rep != nil {
+		for _, en := range rep.Entries {
+			if en.Error {
+				b.log.Printf("reload: config error: %s:%d:%d %s: %s", en.Source, en.Line, en.Column, en.Path, en.Message)
+			}
+		}
+	}
+	if err != nil || cfg == nil {
+		b.log.Printf("reload: load config: %v; keeping the services as they are", err)
+		return
+	}
+	res, err := e.Reload(ctx, cfg)
+	b.log.Printf("reload: created %v, recreated %v, removed %v, unchanged %v", res.Created, res.Recreated, res.Removed, res.Unchanged)
+	if err != nil {
+		b.log.Printf("reload: %v", err)
+	}
 }
 
 func pid1Or(s, def string) string {

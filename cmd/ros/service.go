@@ -277,6 +277,13 @@ func newServiceUpCmd(g *globalFlags) *cobra.Command {
 			}
 			res, err := sysinit.NewServices("system-docker", cli).Up(cmd.Context(), specs, args...)
 			out := cmd.OutOrStdout()
+			// PID 1 supervises what it knows of: have it read the config
+			// again, so that what was just brought up is kept up.
+			if g.root == "/" && berthIsPID1() {
+				if kerr := syscall.Kill(1, syscall.SIGHUP); kerr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "ros service up: asking PID 1 to reload: %v\n", kerr)
+				}
+			}
 			for _, l := range []struct {
 				verb  string
 				names []string
@@ -290,6 +297,13 @@ func newServiceUpCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&imgVersion, "version", imgVersion, "the Berth version whose images ${VERSION} names")
 	return cmd
+}
+
+// berthIsPID1 says whether PID 1 is this binary (Berth's init), as
+// opposed to a development machine running `ros` against its own docker.
+func berthIsPID1() bool {
+	exe, err := os.Readlink("/proc/1/exe")
+	return err == nil && filepath.Base(exe) == "ros"
 }
 
 func newServiceLogsCmd(g *globalFlags) *cobra.Command {

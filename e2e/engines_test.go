@@ -120,6 +120,13 @@ func engineChecks(t *testing.T, vm *VM) {
 			t.Fatalf("docker run --rm busybox echo ok: exit %d, %v: %q", code, err, out)
 		}
 	})
+	t.Run("containers get the machine's DNS servers", func(t *testing.T) {
+		out, code, err := vm.Console("grep -h '^nameserver' /etc/resolv.conf | sort; echo --; docker run --rm busybox grep -h '^nameserver' /etc/resolv.conf | sort", 2*time.Minute)
+		host, ctr, _ := strings.Cut(out, "--")
+		if err != nil || code != 0 || strings.TrimSpace(host) == "" || strings.TrimSpace(host) != strings.TrimSpace(ctr) {
+			t.Errorf("resolv.conf: exit %d, %v: the machine's %q, a container's %q; want the same, non-empty", code, err, host, ctr)
+		}
+	})
 	t.Run("published port answers from the host", func(t *testing.T) {
 		out, code, err := vm.Console("docker run -d --name e2e-web -p 8080:80 busybox sh -c 'echo e2e-published > /tmp/index.html && exec httpd -f -p 80 -h /tmp'", 2*time.Minute)
 		if err != nil || code != 0 {

@@ -33,18 +33,8 @@ func TestBuildBase(t *testing.T) {
 	if len(imgs) != 1 || imgs[0].Ref != "berth/base:1.2.3_dirty" {
 		t.Fatalf("Build = %+v, want one image berth/base:1.2.3_dirty", imgs)
 	}
-	raw, err := os.ReadFile(imgs[0].Path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A `docker save` tarball: manifest.json naming the tag.
-	var manifest []struct {
-		RepoTags []string
-		Layers   []string
-	}
-	if err := json.Unmarshal(readTarFile(t, raw, "manifest.json"), &manifest); err != nil {
-		t.Fatalf("manifest.json: %v", err)
-	}
+	raw, manifest := readManifest(t, imgs[0].Path)
 	if len(manifest) != 1 || !cmp.Equal(manifest[0].RepoTags, []string{"berth/base:1.2.3_dirty"}) {
 		t.Fatalf("manifest = %+v", manifest)
 	}
@@ -110,17 +100,7 @@ func TestBuildShares(t *testing.T) {
 	if len(imgs) != 3 {
 		t.Fatalf("Build = %+v, want 3 images", imgs)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, TarballName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var manifest []struct {
-		RepoTags []string
-		Layers   []string
-	}
-	if err := json.Unmarshal(readTarFile(t, raw, "manifest.json"), &manifest); err != nil {
-		t.Fatalf("manifest.json: %v", err)
-	}
+	_, manifest := readManifest(t, filepath.Join(dir, TarballName))
 	layers := map[string][]string{}
 	files := map[string]bool{}
 	for _, m := range manifest {
@@ -145,6 +125,26 @@ func TestBuildNeedsRos(t *testing.T) {
 	if _, err := Build(context.Background(), t.TempDir()); err == nil {
 		t.Error("Build without WithRos = nil error")
 	}
+}
+
+// manifestEntry is one image of a `docker save` tarball's manifest.json.
+type manifestEntry struct {
+	RepoTags []string
+	Layers   []string
+}
+
+// readManifest reads a `docker save` tarball and its manifest.json.
+func readManifest(t *testing.T, path string) ([]byte, []manifestEntry) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m []manifestEntry
+	if err := json.Unmarshal(readTarFile(t, raw, "manifest.json"), &m); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	return raw, m
 }
 
 func readTarFile(t *testing.T, raw []byte, name string) []byte {

@@ -61,7 +61,8 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 	if err := os.MkdirAll(pre, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writePreload(t, filepath.Join(pre, "base.tar"), "preload/base:1")
+	// The user-scope service below runs berth/base on User Docker.
+	writePreload(t, filepath.Join(pre, "base.tar"), baseImage())
 	cfg := testConfig(t, e, root)
 	// A user-scope service: it runs on User Docker.
 	usvc := svc("trap 'exit 0' TERM; while :; do sleep 1; done", cloudinit.LabelScope, ScopeUser)
@@ -204,7 +205,7 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		if took := waitRunning(t, eng.System.Client, "long", pid, 5*time.Second); took < 0 || took > restartLimit(t) {
+		if took := waitRunning(t, eng.System.Client, "long", pid, 5*time.Second); took < 0 || took > restartLimit(t, eng.System.Client) {
 			t.Errorf("long back after %v, want within the limit", took)
 		}
 	})
@@ -320,7 +321,7 @@ func TestReloadAddsAndRestarts(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if took := waitRunning(t, eng.System.Client, "added", pid, 5*time.Second); took < 0 || took > restartLimit(t) {
+	if took := waitRunning(t, eng.System.Client, "added", pid, 5*time.Second); took < 0 || took > restartLimit(t, eng.System.Client) {
 		t.Errorf("service added (from Reload) back after %v, want within the limit", took)
 	}
 	// long changed labels, so it was recreated: a new process either way.

@@ -214,8 +214,8 @@ func TestSupervisorAsPID1(t *testing.T) {
 			t.Errorf("%s reported; stderr:\n%s", k, lastLines(stderr.String(), 30))
 		}
 	}
-	if ms, err := strconv.Atoi(res["restart_ms"]); err != nil || time.Duration(ms)*time.Millisecond > restartLimit(t) {
-		t.Errorf("restart after SIGKILL took %q ms, want within %v", res["restart_ms"], restartLimit(t))
+	if ms, err := strconv.Atoi(res["restart_ms"]); err != nil || time.Duration(ms)*time.Millisecond > restartLimit(t, nil) {
+		t.Errorf("restart after SIGKILL took %q ms, want within %v", res["restart_ms"], restartLimit(t, nil))
 	}
 	if res["left"] != "0" {
 		t.Errorf("processes left in the namespace after shutdown: %v", left)

@@ -231,7 +231,7 @@ func TestSupervisionRestartsAndBacksOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		took := waitRunning(t, d.Client, "long", pid, 5*time.Second)
-		if limit := restartLimit(t); took < 0 || took > limit {
+		if limit := restartLimit(t, d.Client); took < 0 || took > limit {
 			t.Errorf("service long back after %v, want within the limit", took)
 		}
 		t.Logf("restart latency after SIGKILL: %v", took)

@@ -33,7 +33,10 @@ func TestDefaultServices(t *testing.T) {
 	if len(blocked) != 0 {
 		t.Fatalf("default services blocked: %v", blocked)
 	}
-	want := []string{"udev", "network", "cloud-init-execute", "console", "docker", "ntp", "syslog"}
+	// udev, network, syslog and cloud-init-execute depend on nothing (PID 1
+	// applied drivers and network before); console, docker and ntp come
+	// after cloud-init-execute. Ties are in name order.
+	want := []string{"cloud-init-execute", "console", "docker", "network", "ntp", "syslog", "udev"}
 	if diff := cmp.Diff(want, names(ordered)); diff != "" {
 		t.Errorf("default services in start order (-want +got):\n%s", diff)
 	}

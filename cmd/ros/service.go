@@ -303,7 +303,19 @@ func newServiceUpCmd(g *globalFlags) *cobra.Command {
 // opposed to a development machine running `ros` against its own docker.
 func berthIsPID1() bool {
 	exe, err := os.Readlink("/proc/1/exe")
-	return err == nil && filepath.Base(exe) == "ros"
+	if err != nil {
+		return false
+	}
+	// After the switch to the tmpfs root the initramfs copy PID 1 was
+	// started from is gone: "/init (deleted)".
+	name := filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
+	if name != "ros" && name != "init" {
+		return false
+	}
+	// /run/berth is Berth's PID 1's own (a distribution's init is also
+	// called init).
+	_, err = os.Stat("/run/berth")
+	return err == nil
 }
 
 func newServiceLogsCmd(g *globalFlags) *cobra.Command {

@@ -76,8 +76,16 @@ write_files:
   - path: /var/lib/rancher/e2e-written
     content: |
       written by write_files
-`, pub) + preloadRuncmd(preloadURL)
+%s`, pub, e2eDNS) + preloadRuncmd(preloadURL)
 }
+
+// e2eDNS names a nameserver in user-data: with restrict=on qemu's DHCP
+// gives no DNS server, and containers must get what the machine has.
+const e2eDNS = `rancher:
+  network:
+    dns:
+      nameservers: [192.0.2.53]
+`
 
 // preloadAt is where the busybox tarball is served on the metadata
 // network (169.254.0.0/16) of the EC2 and GCE cases.

@@ -109,7 +109,7 @@ write_files:
     permissions: "0644"
     content: |
       written by write_files
-`, pub)
+%s`, pub, e2eDNS)
 	// The user-data and the busybox image for User Docker, from the host.
 	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
 	// An NVMe disk (EBS on EC2 Nitro): its driver is not in the boot's

@@ -298,7 +298,8 @@ func isNotExist(err error) bool {
 	}
 	// go-diskfs's readers do not all wrap fs.ErrNotExist.
 	s := strings.ToLower(err.Error())
-	return strings.Contains(s, "not found") || strings.Contains(s, "does not exist") || strings.Contains(s, "no such file")
+	return strings.Contains(s, "not found") || strings.Contains(s, "does not exist") || strings.Contains(s, "no such file") ||
+		strings.Contains(s, "could not find") // iso9660: "could not find directory ec2/latest"
 }
 
 // readerBackend adapts an io.ReaderAt to go-diskfs's read-only storage.

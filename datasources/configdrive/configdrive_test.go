@@ -122,6 +122,39 @@ func TestFetchNamedDevice(t *testing.T) {
 	}
 }
 
+// TestFetchOpenStackOnly reads a drive with only the openstack/ tree (no
+// ec2/, no network_data.json), as `make run` and many clouds write it.
+func TestFetchOpenStackOnly(t *testing.T) {
+	for _, kind := range []string{"iso", "fat16"} {
+		t.Run(kind, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "drive.img")
+			files := map[string][]byte{
+				"openstack/latest/meta_data.json": []byte(`{"uuid": "only-openstack"}`),
+				"openstack/latest/user_data":      []byte(userData),
+			}
+			var err error
+			if kind == "iso" {
+				err = fake.BuildISO(img, "config-2", files)
+			} else {
+				if terr := fake.FATTools(); terr != nil {
+					t.Skipf("FAT fixtures need dosfstools and mtools: %v", terr)
+				}
+				err = fake.BuildFAT(img, "config-2", 16, files)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := New(WithRoot(machine(t, img, "vdb")), WithDevice("/dev/vdb")).Fetch(context.Background())
+			if err != nil {
+				t.Fatalf("Fetch = %v", err)
+			}
+			if string(res.UserData) != userData || res.Meta.InstanceID != "only-openstack" {
+				t.Errorf("Fetch = user-data %q, instance %q", res.UserData, res.Meta.InstanceID)
+			}
+		})
+	}
+}
+
 func TestFetchAbsentAndWrongLabel(t *testing.T) {
 	img := image(t, "iso", "cidata")
 	root := machine(t, img, "sr0")

@@ -170,8 +170,17 @@ func TestReconcileOrderAndOneShots(t *testing.T) {
 	if diff := cmp.Diff([]string{"broken", "first", "second", "third"}, res.Started); diff != "" {
 		t.Errorf("started services (-want +got):\n%s", diff)
 	}
-	log, _ := os.ReadFile(filepath.Join(shared, "log"))
-	if got, want := string(log), "third\nfirst\nsecond\n"; got != want {
+	// second is a long-running service: started, its echo may still be
+	// on its way.
+	want := "third\nfirst\nsecond\n"
+	var log []byte
+	for i := 0; i < 100; i++ {
+		if log, _ = os.ReadFile(filepath.Join(shared, "log")); string(log) == want {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := string(log); got != want {
 		t.Errorf("order of service output = %q, want %q", got, want)
 	}
 	in, err := d.Client.ContainerInspect(ctx, "create", client.ContainerInspectOptions{})

@@ -1,6 +1,7 @@
 package sysinit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -89,7 +90,7 @@ func RunPID1Boot(version string) {
 	}()
 
 	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline(), version: version}
-	b.slog = slog.New(slog.NewTextHandler(pid1LogWriter{b.log}, &slog.HandlerOptions{
+	b.slog = slog.New(slog.NewTextHandler(&pid1Lines{log: b.log}, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				return slog.Attr{}
@@ -303,6 +304,18 @@ func (b *pid1Boot) stateDisk(ctx context.Context) error {
 }
 
 func (b *pid1Boot) loadConfig(ctx context.Context) error {
+	cfg, err := b.readConfig()
+	if err != nil {
+		b.cfg = b.early
+		return fmt.Errorf("load config (using the kernel command line alone): %w", err)
+	}
+	b.cfg = cfg
+	return nil
+}
+
+// readConfig loads the config snapshot from / and logs its report, each
+// entry with its file, line and column.
+func (b *pid1Boot) readConfig() (*cloudinit.Config, error) {
 	cfg, rep, err := cloudinit.Load("/")
 	if rep != nil {
 		for _, e := range rep.Entries {
@@ -313,20 +326,32 @@ func (b *pid1Boot) loadConfig(ctx context.Context) error {
 			b.log.Printf("config %s: %s:%d:%d %s: %s", kind, e.Source, e.Line, e.Column, e.Path, e.Message)
 		}
 	}
-	if err != nil || cfg == nil {
-		b.cfg = b.early
-		return fmt.Errorf("load config (using the kernel command line alone): %w", err)
+	if err == nil && cfg == nil {
+		err = errors.New("no config")
 	}
-	b.cfg = cfg
-	return nil
+	return cfg, err
 }
 
-// pid1LogWriter turns slog's lines into the console log.
-type pid1LogWriter struct{ log *bootstrap.Logger }
+// pid1Lines logs what is written to it, one console line per line: slog's
+// records, the installer's output.
+type pid1Lines struct {
+	log *bootstrap.Logger
+	mu  sync.Mutex
+	buf []byte
+}
 
-func (w pid1LogWriter) Write(p []byte) (int, error) {
-	w.log.Printf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+func (w *pid1Lines) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.log.Printf("%s", w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
 }
 
 func (b *pid1Boot) datasourceList() []string {
@@ -429,15 +454,8 @@ func (b *pid1Boot) reload(ctx context.Context) {
 		b.log.Printf("reload: the services are not started yet; nothing to reload")
 		return
 	}
-	cfg, rep, err := cloudinit.Load("/")
-	if rep != nil {
-		for _, en := range rep.Entries {
-			if en.Error {
-				b.log.Printf("reload: config error: %s:%d:%d %s: %s", en.Source, en.Line, en.Column, en.Path, en.Message)
-			}
-		}
-	}
-	if err != nil || cfg == nil {
+	cfg, err := b.readConfig()
+	if err != nil {
 		b.log.Printf("reload: load config: %v; keeping the services as they are", err)
 		return
 	}

@@ -1,7 +1,6 @@
 package sysinit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -145,22 +144,4 @@ func pid1WaitPaths(ctx context.Context, limit time.Duration, paths ...string) bo
 func pid1RequestPoweroff() {
 	_ = unix.Kill(os.Getpid(), PID1Poweroff.Signal())
 	select {}
-}
-
-// pid1Lines logs what is written to it, one console line per line.
-type pid1Lines struct {
-	log *bootstrap.Logger
-	buf []byte
-}
-
-func (w *pid1Lines) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		w.log.Printf("%s", w.buf[:i])
-		w.buf = w.buf[i+1:]
-	}
 }

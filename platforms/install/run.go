@@ -31,8 +31,17 @@ type Request struct {
 // NeedsNetwork says whether the request fetches its cloud-config over
 // the network.
 func (r Request) NeedsNetwork() bool {
-	u, err := url.Parse(r.CloudConfig)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
+	s := urlScheme(r.CloudConfig)
+	return s == "http" || s == "https"
+}
+
+// urlScheme is s's URL scheme ("" for a plain path or a bad URL).
+func urlScheme(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme
 }
 
 // Request is the install u asks for; root is where FindSources looks for
@@ -52,9 +61,9 @@ func Prepare(ctx context.Context, req Request, dir string) (*Plan, error) {
 		return nil, err
 	}
 	cc := req.CloudConfig
-	switch u, err := url.Parse(cc); {
+	switch scheme := urlScheme(cc); {
 	case cc == "":
-	case err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file"):
+	case req.NeedsNetwork() || scheme == "file":
 		cc = filepath.Join(dir, "cloud-config.yml")
 		if err := FetchCloudConfig(ctx, req.CloudConfig, cc); err != nil {
 			return nil, err

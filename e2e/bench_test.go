@@ -101,7 +101,7 @@ func benchOnce(t *testing.T, img Image, mb int) {
 	if out, err := vm.SSH(t.Context(), key, "true", 3*time.Minute); err != nil {
 		t.Errorf("%d MiB: ssh: %v %s", mb, err, out)
 	}
-	out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run --rm busybox echo ok", 3*time.Minute)
+	out, code, err := vm.Console(waitBusybox+"docker run --rm busybox echo ok", 3*time.Minute)
 	if err != nil || code != 0 || out != "ok" {
 		t.Errorf("%d MiB: docker run --rm busybox echo ok: exit %d, %v: %q", mb, code, err, out)
 	}

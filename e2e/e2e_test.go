@@ -191,9 +191,7 @@ write_files:
 		if _, _, err := vm.WaitLine(regexp.MustCompile(`reload: created .*unchanged \[.*acpid`), 0, time.Minute); err != nil {
 			t.Fatalf("PID 1 did not reload: %v", err)
 		}
-		out, code, err = vm.Console(`b=$(system-docker inspect -f '{{.State.StartedAt}}' acpid); system-docker kill acpid >/dev/null; `+
-			`for i in $(seq 60); do s=$(system-docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' acpid); `+
-			`case "$s" in "true $b") ;; true*) echo "back within $i s"; exit_=0; break;; esac; sleep 1; done; [ "$exit_" = 0 ]`, 2*time.Minute)
+		out, code, err = vm.Console(killAndWaitBack("acpid"), 2*time.Minute)
 		if err != nil || code != 0 {
 			t.Errorf("acpid after system-docker kill: exit %d, %v: %s", code, err, out)
 		}

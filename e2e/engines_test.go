@@ -101,6 +101,20 @@ func preloadRuncmd(url string) string {
 `, preloadDir, url)
 }
 
+// waitBusybox is a shell prefix that waits up to a minute for the
+// preloaded busybox image on User Docker (loaded right after its ready
+// line).
+const waitBusybox = "for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; "
+
+// killAndWaitBack is a console command that SIGKILLs the system service
+// name through System Docker and waits up to a minute for it to run again
+// (a new start time); it prints how long that took and fails otherwise.
+func killAndWaitBack(name string) string {
+	return fmt.Sprintf(`b=$(system-docker inspect -f '{{.State.StartedAt}}' %[1]s); system-docker kill %[1]s >/dev/null; `+
+		`for i in $(seq 60); do s=$(system-docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' %[1]s); `+
+		`case "$s" in "true $b") ;; true*) echo "back within $i s"; exit_=0; break;; esac; sleep 1; done; [ "$exit_" = 0 ]`, name)
+}
+
 // engineChecks is what a user does first with the engines of a booted
 // machine: runcmd took effect, User Docker runs a container, a published
 // port answers from outside, removing every user container leaves the OS
@@ -115,7 +129,7 @@ func engineChecks(t *testing.T, vm *VM) {
 	t.Run("User Docker runs a container", func(t *testing.T) {
 		waitUserDocker(t, vm)
 		// The preloaded image is loaded right after the ready line.
-		out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run --rm busybox echo ok", 3*time.Minute)
+		out, code, err := vm.Console(waitBusybox+"docker run --rm busybox echo ok", 3*time.Minute)
 		if err != nil || code != 0 || out != "ok" {
 			t.Fatalf("docker run --rm busybox echo ok: exit %d, %v: %q", code, err, out)
 		}
@@ -162,9 +176,7 @@ func engineChecks(t *testing.T, vm *VM) {
 		}
 	})
 	t.Run("a killed system service comes back", func(t *testing.T) {
-		out, code, err := vm.Console(`b=$(system-docker inspect -f '{{.State.StartedAt}}' syslog); system-docker kill syslog >/dev/null; `+
-			`for i in $(seq 60); do s=$(system-docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' syslog); `+
-			`case "$s" in "true $b") ;; true*) echo "back within $i s"; exit_=0; break;; esac; sleep 1; done; [ "$exit_" = 0 ]`, 2*time.Minute)
+		out, code, err := vm.Console(killAndWaitBack("syslog"), 2*time.Minute)
 		if err != nil || code != 0 {
 			t.Fatalf("syslog after system-docker kill: exit %d, %v: %s", code, err, out)
 		}

@@ -121,7 +121,7 @@ func TestInstalledDiskBoots(t *testing.T) {
 				if out, code := console("echo kept > /home/rancher/kept.txt && ros config set rancher.environment.BERTH_KEPT yes && sync"); code != 0 {
 					t.Errorf("leaving state: exit %d: %s", code, out)
 				}
-				out, code, err := vm.Console("for i in $(seq 60); do docker image inspect busybox >/dev/null 2>&1 && break; sleep 1; done; docker run -d --restart=always --name keeper busybox sleep 1000000 && sync", 3*time.Minute)
+				out, code, err := vm.Console(waitBusybox+"docker run -d --restart=always --name keeper busybox sleep 1000000 && sync", 3*time.Minute)
 				if err != nil || code != 0 {
 					t.Errorf("docker run --restart=always: exit %d, %v: %s", code, err, out)
 				}

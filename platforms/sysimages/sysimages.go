@@ -1,7 +1,8 @@
 // Package sysimages builds the OS's own container images (base, console,
 // docker) as one `docker save` tarball at build time, without a Docker
-// daemon or a registry: console and docker are base's layer plus one of
-// their own. PID 1 loads it into System Docker once per version.
+// daemon or a registry: the three share one layer (busybox, ros, the
+// console's dropbear, the engine's libraries and iptables) and differ in
+// their config. PID 1 loads it into System Docker once per version.
 package sysimages
 
 import (
@@ -142,47 +143,53 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("build images: %w", err)
 	}
-	base, err := baseFiles(ctx, &o)
+	// One layer for every image: System Docker unpacks each layer of a
+	// `docker load` in a re-executed dockerd, which costs 1.5-2 s under
+	// TCG, so one shared layer is what the first boot waits for once. The
+	// images differ only in their config (and in WithFiles layers).
+	var repos []string
+	for _, repo := range Names() {
+		if o.only == nil || o.only[repo] {
+			repos = append(repos, repo)
+		}
+	}
+	files, err := baseFiles(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
-	baseLayer, err := layerOf(base, o.modTime)
+	for _, repo := range repos {
+		var more []File
+		switch repo {
+		case Console:
+			more, err = consoleFiles(ctx, &o)
+		case Docker:
+			more, err = dockerFiles(ctx, &o)
+		}
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, more...)
+	}
+	shared, err := layerOf(files, o.modTime)
 	if err != nil {
-		return nil, fmt.Errorf("build images: base layer: %w", err)
+		return nil, fmt.Errorf("build images: shared layer: %w", err)
 	}
 	imgs := map[string]v1.Image{}
 	var refs []string
-	for _, repo := range Names() {
-		if o.only != nil && !o.only[repo] {
-			continue
-		}
-		var files []File
+	for _, repo := range repos {
 		cfg := v1.Config{
 			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			Cmd:        []string{"/bin/sh"},
 			WorkingDir: "/",
 			Labels:     map[string]string{"io.berth.version": o.version},
 		}
-		switch repo {
-		case Console:
-			more, err := consoleFiles(ctx, &o)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, more...)
-		case Docker:
-			more, err := dockerFiles(ctx, &o)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, more...)
+		if repo == Docker {
 			cfg.Cmd = []string{"/usr/bin/dockerd"}
 		}
-		files = append(files, o.extraFiles[repo]...)
 		ref := Ref(repo, o.version)
-		layers := []v1.Layer{baseLayer}
-		if len(files) > 0 {
-			l, err := layerOf(files, o.modTime)
+		layers := []v1.Layer{shared}
+		if extra := o.extraFiles[repo]; len(extra) > 0 {
+			l, err := layerOf(extra, o.modTime)
 			if err != nil {
 				return nil, fmt.Errorf("build %s: %w", ref, err)
 			}

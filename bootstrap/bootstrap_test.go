@@ -244,3 +244,24 @@ func TestDeviceAliases(t *testing.T) {
 		t.Errorf("DeviceAliases (-want +got):\n%s", diff)
 	}
 }
+
+// TestPrefetch checks that Prefetch reads whole files, a directory's
+// regular files, and skips what is missing instead of failing the boot.
+func TestPrefetch(t *testing.T) {
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("x"), 3<<20+17)
+	if err := os.WriteFile(filepath.Join(dir, "dockerd"), big, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	images := filepath.Join(dir, "images")
+	if err := os.MkdirAll(filepath.Join(images, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "a.tar"), []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, n := Prefetch(filepath.Join(dir, "dockerd"), filepath.Join(dir, "missing"), images)
+	if files != 2 || n != int64(len(big))+5 {
+		t.Errorf("Prefetch = %d files, %d bytes; want 2 files, %d bytes", files, n, len(big)+5)
+	}
+}

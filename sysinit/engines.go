@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,7 +92,10 @@ type Engines struct {
 	o      engineOptions
 	cfg    *cloudinit.Config
 	cancel context.CancelFunc
+	runCtx context.Context
 	wg     sync.WaitGroup
+	// systemSetup is how System Docker was started.
+	systemSetup daemonConfig
 
 	mu   sync.Mutex
 	user *Services
@@ -106,8 +110,24 @@ func (o *engineOptions) path(p string) string { return filepath.Join(o.root, p) 
 // been started; it fails only when System Docker cannot start. Service
 // failures are logged, and are in Started and StartErr. User-scope
 // services are reconciled on User Docker in the background once the
-// `docker` service answers.
+// `docker` service answers. It is StartSystem then StartServices.
 func StartEngines(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*Engines, error) {
+	e, err := StartSystem(ctx, cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.StartServices(ctx, cfg); err != nil {
+		e.cancel()
+		return nil, err
+	}
+	return e, nil
+}
+
+// StartSystem is the first half of StartEngines: System Docker for cfg,
+// with the OS's images and the preloaded tarballs loaded. PID 1 runs it
+// while the network and the datasources are still being waited for, then
+// StartServices with the config they gave.
+func StartSystem(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*Engines, error) {
 	o := engineOptions{
 		root: "/", dockerd: "dockerd", imageDir: DefaultImageDir, version: "dev",
 		log: slog.Default(), pingLimit: 60 * time.Second,
@@ -117,66 +137,118 @@ func StartEngines(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*
 	for _, opt := range opts {
 		opt(&o)
 	}
-	t0 := time.Now()
+	// Supervision outlives the boot's context: it ends with Shutdown.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e := &Engines{o: o, cfg: cfg, cancel: cancel, runCtx: runCtx}
+	if err := e.startSystem(ctx, cfg); err != nil {
+		cancel()
+		return nil, err
+	}
+	return e, nil
+}
+
+// systemDaemon is how System Docker runs for cfg, and the data root its
+// image stamp is in.
+func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, string, error) {
 	sysCfg := mergeEngine(cfg.Rancher.SystemDocker, SystemDockerDefaults())
 	sock, err := socketPath(sysCfg)
 	if err != nil {
-		return nil, fmt.Errorf("start system docker: %w", err)
+		return daemonConfig{}, "", fmt.Errorf("start system docker: %w", err)
 	}
 	logPath := cfg.Rancher.Defaults.SystemDockerLogs
 	if logPath == "" {
 		logPath = defaultSystemLog
 	}
-	// Supervision outlives the boot's context: it ends with Shutdown.
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &Engines{o: o, cfg: cfg, cancel: cancel}
-	e.System, err = startDaemon(runCtx, daemonConfig{
-		name: "system-docker", bin: o.dockerd,
-		args:    append(DockerdArgs(sysCfg, SystemDockerDefaults()), o.extraArgs...),
+	return daemonConfig{
+		name: "system-docker", bin: e.o.dockerd,
+		args:    append(DockerdArgs(sysCfg, SystemDockerDefaults()), e.o.extraArgs...),
 		env:     sysCfg.Environment,
-		logPath: o.path(logPath), socket: sock, execRoot: sysCfg.ExecRoot,
-		log: o.log, pingLimit: o.pingLimit,
+		logPath: e.o.path(logPath), socket: sock, execRoot: sysCfg.ExecRoot,
+		log: e.o.log, pingLimit: e.o.pingLimit,
 		onRestart: func(ctx context.Context) {
 			// A new dockerd kills the old one's containers: bring the
 			// services back.
 			e.reconcileSystem(ctx)
 		},
-	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	o.log.Info("system docker up", "after", time.Since(t0).Round(time.Millisecond))
+	}, sysCfg.DataRoot, nil
+}
 
-	stamp := filepath.Join(sysCfg.DataRoot, imageStampName)
-	if refs, err := LoadOSImages(ctx, e.System.Client, o.imageDir, o.version, stamp); err != nil {
+// sameDaemon reports whether two System Docker setups are one process's.
+func sameDaemon(a, b daemonConfig) bool {
+	return slices.Equal(a.args, b.args) && slices.Equal(a.env, b.env) &&
+		a.logPath == b.logPath && a.socket == b.socket && a.execRoot == b.execRoot
+}
+
+func (e *Engines) startSystem(ctx context.Context, cfg *cloudinit.Config) error {
+	t0 := time.Now()
+	dc, dataRoot, err := e.systemDaemon(cfg)
+	if err != nil {
+		return err
+	}
+	d, err := startDaemon(e.runCtx, dc)
+	if err != nil {
+		return err
+	}
+	e.System, e.systemSetup = d, dc
+	o := e.o
+	o.log.Info("system docker up", "after", time.Since(t0).Round(time.Millisecond))
+	stamp := filepath.Join(dataRoot, imageStampName)
+	if refs, err := LoadOSImages(ctx, d.Client, o.imageDir, o.version, stamp); err != nil {
 		o.log.Error("load OS images", "dir", o.imageDir, "err", err)
 	} else if refs != nil {
 		o.log.Info("OS images loaded", "images", refs, "after", time.Since(t0).Round(time.Millisecond))
 	}
-	if refs, err := LoadPreload(ctx, e.System.Client, o.path(systemPreloadDir)); err != nil {
+	if refs, err := LoadPreload(ctx, d.Client, o.path(systemPreloadDir)); err != nil {
 		o.log.Error("load preloaded images", "dir", systemPreloadDir, "err", err)
 	} else if len(refs) > 0 {
 		o.log.Info("preloaded images loaded", "engine", "system-docker", "images", refs)
 	}
+	return nil
+}
 
+// StartServices is the second half of StartEngines: the system services
+// of cfg reconciled and supervised on System Docker, and the user-scope
+// ones on User Docker once it answers. When cfg asks System Docker for
+// other flags than StartSystem started it with (user-data that sets
+// rancher.system_docker), System Docker is restarted with them first. It
+// fails only when System Docker cannot start.
+func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) error {
+	t0 := time.Now()
+	o := e.o
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	if dc, _, err := e.systemDaemon(cfg); err != nil {
+		return err
+	} else if !sameDaemon(dc, e.systemSetup) {
+		o.log.Info("the config changed System Docker's flags; restarting it", "args", dc.args)
+		if err := e.System.Stop(ctx, 10*time.Second); err != nil {
+			o.log.Warn("stop system docker", "err", err)
+		}
+		if err := e.startSystem(ctx, cfg); err != nil {
+			return err
+		}
+	}
 	if err := e.linkUserSocket(); err != nil {
 		o.log.Warn("user docker socket link", "err", err)
 	}
-	e.Services = NewServices("system-docker", e.System.Client,
+	svc := NewServices("system-docker", e.System.Client,
 		WithServicesLogger(o.log), WithStateFile(o.path(serviceStateFile)),
 		WithBackoff(o.backoff[0], o.backoff[1], o.backoff[2]))
+	e.mu.Lock()
+	e.Services = svc
+	e.mu.Unlock()
 	e.wg.Add(1)
-	go func() { defer e.wg.Done(); e.Services.Supervise(runCtx) }()
-	<-e.Services.Subscribed()
-	e.Started, e.StartErr = e.Services.Reconcile(ctx, e.systemSpecs())
+	go func() { defer e.wg.Done(); svc.Supervise(e.runCtx) }()
+	<-svc.Subscribed()
+	e.Started, e.StartErr = svc.Reconcile(ctx, e.systemSpecs())
 	o.log.Info("system services started", "started", e.Started.Started, "failed", len(e.Started.Failed), "after", time.Since(t0).Round(time.Millisecond))
 
 	if user := e.userSpecs(); len(user) > 0 || e.hasUserDocker() {
 		e.wg.Add(1)
-		go func() { defer e.wg.Done(); e.startUser(runCtx, user) }()
+		go func() { defer e.wg.Done(); e.startUser(e.runCtx, user) }()
 	}
-	return e, nil
+	return nil
 }
 
 func (e *Engines) config() *cloudinit.Config {
@@ -216,7 +288,13 @@ func (e *Engines) hasUserDocker() bool {
 }
 
 func (e *Engines) reconcileSystem(ctx context.Context) {
-	if _, err := e.Services.Resume(ctx, e.systemSpecs()); err != nil {
+	e.mu.Lock()
+	svc := e.Services
+	e.mu.Unlock()
+	if svc == nil {
+		return // not started yet: StartServices creates them
+	}
+	if _, err := svc.Resume(ctx, e.systemSpecs()); err != nil {
 		e.o.log.Error("reconcile after engine restart", "err", err)
 	}
 }
@@ -320,10 +398,13 @@ func (e *Engines) startUser(ctx context.Context, specs []Spec) {
 
 // Status returns every service's status, system and user scope.
 func (e *Engines) Status() []ServiceStatus {
-	out := e.Services.Status()
 	e.mu.Lock()
-	u := e.user
+	svc, u := e.Services, e.user
 	e.mu.Unlock()
+	var out []ServiceStatus
+	if svc != nil {
+		out = svc.Status()
+	}
 	if u != nil {
 		out = append(out, u.Status()...)
 	}
@@ -356,8 +437,13 @@ func (e *Engines) Shutdown(ctx context.Context) error {
 			grace = g
 		}
 	}
-	if err := e.Services.StopAll(ctx, grace, UserDockerService); err != nil {
-		errs = append(errs, err)
+	e.mu.Lock()
+	svc := e.Services
+	e.mu.Unlock()
+	if svc != nil {
+		if err := svc.StopAll(ctx, grace, UserDockerService); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	rest := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {

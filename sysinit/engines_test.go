@@ -347,3 +347,48 @@ func TestReloadAddsAndRestarts(t *testing.T) {
 		}
 	}
 }
+
+// TestStartServicesRestartsSystemDockerForNewFlags is PID 1's early start:
+// System Docker starts from the local config, then the datasources' config
+// turns on rancher.system_docker.debug. StartServices must restart it with
+// the new flag before starting the services on it, not keep the old one.
+func TestStartServicesRestartsSystemDockerForNewFlags(t *testing.T) {
+	needEngine(t)
+	imgs := testImages(t)
+	e := newTestEnv(t)
+	root := filepath.Join(e.dir, "root")
+	local := testConfig(t, e, root)
+	delete(local.Rancher.Services, "docker")
+	ctx := context.Background()
+	eng, err := StartSystem(ctx, local, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
+		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	if err != nil {
+		t.Fatalf("StartSystem: %v", err)
+	}
+	t.Cleanup(func() { _ = eng.Shutdown(context.Background()) })
+	first := eng.System.Pid()
+	if info, err := eng.System.Client.Info(ctx, client.InfoOptions{}); err != nil || info.Info.Debug {
+		t.Fatalf("System Docker from the local config: debug=%v, %v; want debug off", info.Info.Debug, err)
+	}
+
+	final := testConfig(t, e, root)
+	delete(final.Rancher.Services, "docker")
+	on := true
+	final.Rancher.SystemDocker.Debug = &on
+	if err := eng.StartServices(ctx, final); err != nil {
+		t.Fatalf("StartServices: %v", err)
+	}
+	if eng.System.Pid() == first {
+		t.Errorf("System Docker still runs as pid %d, started with the local config's flags", first)
+	}
+	info, err := eng.System.Client.Info(ctx, client.InfoOptions{})
+	if err != nil || !info.Info.Debug {
+		t.Errorf("System Docker after StartServices: debug=%v, %v; want debug on (the final config's flag)", info.Info.Debug, err)
+	}
+	if eng.StartErr != nil || strings.Join(eng.Started.Started, ",") != "long,setup" {
+		t.Errorf("services started = %v, %v; want [long setup] on the restarted System Docker", eng.Started.Started, eng.StartErr)
+	}
+	if _, err := eng.System.Client.ContainerInspect(ctx, "long", client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("service long is not on the restarted System Docker: %v", err)
+	}
+}

@@ -54,6 +54,13 @@ type pid1Boot struct {
 	// running is System Docker and the services once started (nil
 	// before); SIGHUP reloads them.
 	running *Engines
+
+	// system is System Docker started from the local config while the
+	// network and the datasources are waited for; systemErr is why it did
+	// not start. Both are set when systemDone is closed.
+	system     *Engines
+	systemErr  error
+	systemDone chan struct{}
 }
 
 type pid1Stop struct {
@@ -71,7 +78,7 @@ type pid1Phase struct {
 }
 
 // RunPID1Boot is the boot process that RunPID1 starts. Its steps, in
-// order (pid1Phases): kernel modules, entropy, the system image at /usr,
+// order (pid1Phases): the system image at /usr, kernel modules, entropy,
 // /etc basics, the unattended install when the command line asks for one
 // (which ends in a poweroff), the state disk, the config snapshot, hostname, then the
 // engines; then it writes the boot timeline, prints PID1ReadyLine and
@@ -142,13 +149,14 @@ func RunPID1Boot(version string) {
 func pid1Phases() []pid1Phase {
 	return []pid1Phase{
 		{name: "cmdline", fatal: true, run: (*pid1Boot).readCmdline},
+		{name: "system image", fatal: true, run: (*pid1Boot).systemImage},
 		{name: "modules", run: (*pid1Boot).loadModules},
 		{name: "entropy", run: (*pid1Boot).entropy},
-		{name: "system image", fatal: true, run: (*pid1Boot).systemImage},
 		{name: "etc", run: (*pid1Boot).etc},
 		{name: "unattended install", run: (*pid1Boot).unattendedInstall},
 		{name: "state disk", fatal: true, run: (*pid1Boot).stateDisk},
 		{name: "config (local)", run: (*pid1Boot).loadConfig},
+		{name: "system docker (background)", run: (*pid1Boot).startSystemDocker},
 		{name: "network (early)", run: (*pid1Boot).networkEarly},
 		{name: "datasources", run: (*pid1Boot).datasources},
 		{name: "config", run: (*pid1Boot).loadConfig},
@@ -250,7 +258,27 @@ func (b *pid1Boot) systemImage(ctx context.Context) error {
 			return err
 		}
 	}
-	return bootstrap.MountSystemImage(dev, "/usr")
+	if err := bootstrap.MountSystemImage(dev, "/usr"); err != nil {
+		return err
+	}
+	go func() {
+		start := time.Now()
+		end := b.tl.Begin("prefetch engines")
+		files, n := bootstrap.Prefetch(prefetchPaths()...)
+		end(nil)
+		b.log.Printf("prefetched %d engine files, %d MiB, in the background (%s)", files, n>>20, time.Since(start).Round(time.Millisecond))
+	}()
+	return nil
+}
+
+// prefetchPaths are what the engines exec and read first, in the order
+// they need them. Read early, in the background, their squashfs blocks
+// are decompressed while the boot waits on modules, DHCP and the
+// datasources: under TCG a cold dockerd takes 1.2 s longer to start than
+// a cached one.
+func prefetchPaths() []string {
+	return []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc",
+		"/usr/bin/containerd-shim-runc-v2", "/usr/bin/docker-init", DefaultImageDir}
 }
 
 func (b *pid1Boot) etc(ctx context.Context) error {
@@ -425,14 +453,41 @@ func (b *pid1Boot) network(ctx context.Context) error {
 	return nil
 }
 
-// engines starts System Docker and the services (User Docker among them);
-// shutdown stops them in reverse.
+// startSystemDocker starts System Docker from the local config (the
+// command line and the state disk's) in the background, so that its
+// start and the loading of the OS's images overlap the network and the
+// datasources; engines waits for it.
+func (b *pid1Boot) startSystemDocker(ctx context.Context) error {
+	cfg := b.cfg
+	b.systemDone = make(chan struct{})
+	go func() {
+		defer close(b.systemDone)
+		end := b.tl.Begin("system docker")
+		b.system, b.systemErr = StartSystem(ctx, cfg, WithVersion(b.version), WithLogger(b.slog))
+		end(b.systemErr)
+		if b.systemErr == nil {
+			b.addStop("engines", b.system.Shutdown)
+		}
+	}()
+	return nil
+}
+
+// engines starts the services (User Docker among them) on System Docker,
+// with the final config; shutdown stops them in reverse.
 func (b *pid1Boot) engines(ctx context.Context) error {
-	e, err := StartEngines(ctx, b.cfg, WithVersion(b.version), WithLogger(b.slog))
+	if b.systemDone == nil {
+		if err := b.startSystemDocker(ctx); err != nil {
+			return err
+		}
+	}
+	<-b.systemDone
+	e, err := b.system, b.systemErr
 	if err != nil {
 		return err
 	}
-	b.addStop("engines", e.Shutdown)
+	if err := e.StartServices(ctx, b.cfg); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	b.running = e
 	b.mu.Unlock()

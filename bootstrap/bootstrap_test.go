@@ -265,3 +265,46 @@ func TestPrefetch(t *testing.T) {
 		t.Errorf("Prefetch = %d files, %d bytes; want 2 files, %d bytes", files, n, len(big)+5)
 	}
 }
+
+// TestPrimeCgroups checks, on a plain directory standing in for the
+// cgroup2 root, that the kept cgroup is made, that a second call finds it
+// without error, and that a controller the kernel refuses is named while
+// the others are still asked for and the cgroup still made. The real
+// cgroup2 root is checked in the e2e suite.
+func TestPrimeCgroups(t *testing.T) {
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "cgroup.subtree_control")
+	if err := os.WriteFile(ctl, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := PrimeCgroups(dir, "keep"); err != nil {
+			t.Fatalf("PrimeCgroups (call %d): %v", i+1, err)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "keep")); err != nil || !st.IsDir() {
+		t.Errorf("kept cgroup keep: %v", err)
+	}
+	if b, _ := os.ReadFile(ctl); string(b) != "+pids" {
+		t.Errorf("last write to cgroup.subtree_control = %q, want +pids (one controller per write)", b)
+	}
+
+	// Every write refused (here: the file is a directory): each
+	// controller is named, and the cgroup is made anyway.
+	bad := t.TempDir()
+	if err := os.Mkdir(filepath.Join(bad, "cgroup.subtree_control"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := PrimeCgroups(bad, "keep")
+	if err == nil {
+		t.Fatal("PrimeCgroups with an unwritable cgroup.subtree_control = nil error")
+	}
+	for _, c := range CgroupControllers() {
+		if !strings.Contains(err.Error(), "enable cgroup controller "+c+":") {
+			t.Errorf("error does not name controller %s: %v", c, err)
+		}
+	}
+	if _, serr := os.Stat(filepath.Join(bad, "keep")); serr != nil {
+		t.Errorf("kept cgroup not made after the controller errors: %v", serr)
+	}
+}

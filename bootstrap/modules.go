@@ -39,6 +39,8 @@ func EngineModules() []string {
 		"nf_tables", "nft_compat", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct",
 		"nf_nat", "nf_conntrack", "xt_conntrack", "xt_addrtype", "xt_MASQUERADE", "xt_nat",
 		"xt_tcpudp", "xt_comment", "xt_mark", "br_netfilter", "veth",
+		// libnetwork opens a NETLINK_XFRM socket with the first container.
+		"xfrm_user",
 	}
 }
 

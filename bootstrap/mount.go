@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -135,4 +136,37 @@ func IsMountPoint(p string) bool {
 		return false
 	}
 	return st.Dev != parent.Dev
+}
+
+// CgroupControllers are the cgroup2 controllers PID 1 enables for the
+// engines' containers (docker enables them too when it starts one).
+func CgroupControllers() []string { return []string{"cpuset", "cpu", "io", "memory", "pids"} }
+
+// PrimeCgroups enables the controllers in the cgroup2 root at dir and
+// creates dir/name, a child cgroup that is kept, empty, for the machine's
+// life. The first non-root memory and cpuset cgroups switch static keys
+// in the kernel's hottest paths (slab allocation, the page allocator), and
+// the kernel patches its own code to do it. Done here, while PID 1 is
+// the only process, rather than when the first container starts with
+// both vCPUs busy: under qemu's multi-threaded TCG that patching, while
+// the other vCPU runs the patched code, has hung the guest (one vCPU
+// looping on int3 in __kmem_cache_alloc_node, the other spinning in
+// native_queued_spin_lock_slowpath). The cgroup must stay: removing it
+// would switch the cpuset keys back, and the next container on again.
+func PrimeCgroups(dir, name string) error {
+	var want []string
+	for _, c := range CgroupControllers() {
+		want = append(want, "+"+c)
+	}
+	// One write per controller: one the kernel lacks does not stop the rest.
+	var errs []error
+	for _, c := range want {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(c), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("enable cgroup controller %s: %w", c[1:], err))
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		errs = append(errs, fmt.Errorf("prime cgroups: %w", err))
+	}
+	return errors.Join(errs...)
 }

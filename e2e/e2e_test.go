@@ -140,6 +140,15 @@ write_files:
 			t.Errorf("NVMe disk: exit %d, %v: %q; want /dev/nvme0n1 with serial e2envme", code, err, out)
 		}
 	})
+	t.Run("cgroups primed before the first container", func(t *testing.T) {
+		// PID 1 switches the kernel's memcg and cpuset keys while it runs
+		// alone (bootstrap.PrimeCgroups); the kept cgroup must still be
+		// there once the containers run.
+		out, code, err := vm.Console("cat /sys/fs/cgroup/cgroup.subtree_control; cat /sys/fs/cgroup/berth.boot/cgroup.controllers", time.Minute)
+		if err != nil || code != 0 || strings.Count(out, "memory") != 2 || strings.Count(out, "cpuset") != 2 {
+			t.Errorf("cgroups: exit %d, %v: %q; want memory and cpuset enabled in the root and in berth.boot", code, err, out)
+		}
+	})
 	t.Run("static address from rancher.network", func(t *testing.T) {
 		if got := vm.MustConsole("ip -4 -o addr show dev eth0"); !strings.Contains(got, "10.0.2.15/24") {
 			t.Errorf("eth0 addresses = %q, want 10.0.2.15/24", got)

@@ -31,6 +31,10 @@ const (
 // pid1TimelineEnv carries PID 1's own phases to the boot process.
 const pid1TimelineEnv = "BERTH_PID1_TIMELINE"
 
+// pid1KeepCgroup is the empty cgroup PID 1 creates at boot and keeps (see
+// bootstrap.PrimeCgroups).
+const pid1KeepCgroup = "berth.boot"
+
 // pid1SystemLoopEnv names the loop device holding the system squashfs.
 const pid1SystemLoopEnv = "BERTH_SYSTEM_LOOP"
 
@@ -74,10 +78,16 @@ func RunPID1() {
 		err = bootstrap.MakeSymlinks(bootstrap.EarlySymlinks())
 	}
 	end(err)
+	end = tl.Begin("cgroups")
+	cerr := bootstrap.PrimeCgroups("/sys/fs/cgroup", pid1KeepCgroup)
+	end(cerr)
 	log.SetOutput(pid1Console())
 	pid1Stdio()
 	if err != nil {
 		log.Printf("early mounts: %v", err)
+	}
+	if cerr != nil {
+		log.Printf("cgroups: %v (going on)", cerr)
 	}
 
 	data, _ := json.Marshal(tl.Snapshot())

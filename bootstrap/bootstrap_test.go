@@ -260,7 +260,11 @@ func TestPrefetch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(images, "a.tar"), []byte("12345"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	files, n := Prefetch(filepath.Join(dir, "dockerd"), filepath.Join(dir, "missing"), images)
+	paths := []string{filepath.Join(dir, "dockerd"), filepath.Join(dir, "missing"), images}
+	if got := PrefetchSize(paths...); got != int64(len(big))+5 {
+		t.Errorf("PrefetchSize = %d, want %d", got, len(big)+5)
+	}
+	files, n := Prefetch(paths...)
 	if files != 2 || n != int64(len(big))+5 {
 		t.Errorf("Prefetch = %d files, %d bytes; want 2 files, %d bytes", files, n, len(big)+5)
 	}
@@ -306,5 +310,19 @@ func TestPrimeCgroups(t *testing.T) {
 	}
 	if _, serr := os.Stat(filepath.Join(bad, "keep")); serr != nil {
 		t.Errorf("kept cgroup not made after the controller errors: %v", serr)
+	}
+}
+
+func TestMemAvailable(t *testing.T) {
+	in := "MemTotal:        1004736 kB\nMemFree:          410224 kB\nMemAvailable:     495920 kB\nBuffers:            1234 kB\n"
+	got, err := parseMemAvailable(strings.NewReader(in))
+	if err != nil || got != 495920<<10 {
+		t.Errorf("parseMemAvailable = %d, %v; want %d", got, err, 495920<<10)
+	}
+	if _, err := parseMemAvailable(strings.NewReader("MemTotal: 1 kB\n")); err == nil {
+		t.Error("parseMemAvailable without a MemAvailable line = nil error")
+	}
+	if n, err := MemAvailable(); err != nil || n <= 0 {
+		t.Errorf("MemAvailable on this machine = %d, %v", n, err)
 	}
 }

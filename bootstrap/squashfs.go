@@ -1,9 +1,14 @@
 package bootstrap
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,22 +67,29 @@ func MountSystemImage(dev, target string) error {
 // later exec or open of it does not wait for the decompression. Paths that
 // cannot be read are skipped: prefetching is only ever an optimisation.
 func Prefetch(paths ...string) (files int, n int64) {
-	buf := make([]byte, 1<<20)
-	read := func(p string) {
-		f, err := os.Open(p)
-		if err != nil {
-			return
+	walkFiles(paths, func(p string) {
+		if k, ok := readAll(p); ok {
+			files++
+			n += k
 		}
-		defer f.Close()
-		for {
-			k, err := f.Read(buf)
-			n += int64(k)
-			if err != nil {
-				break
-			}
+	})
+	return files, n
+}
+
+// PrefetchSize is how many bytes Prefetch(paths...) would read.
+func PrefetchSize(paths ...string) int64 {
+	var n int64
+	walkFiles(paths, func(p string) {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
 		}
-		files++
-	}
+	})
+	return n
+}
+
+// walkFiles calls fn for each regular file of paths, a directory's
+// regular files included, skipping what does not exist.
+func walkFiles(paths []string, fn func(string)) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		switch {
@@ -86,12 +98,50 @@ func Prefetch(paths ...string) (files int, n int64) {
 			ents, _ := os.ReadDir(p)
 			for _, e := range ents {
 				if e.Type().IsRegular() {
-					read(filepath.Join(p, e.Name()))
+					fn(filepath.Join(p, e.Name()))
 				}
 			}
 		case st.Mode().IsRegular():
-			read(p)
+			fn(p)
 		}
 	}
-	return files, n
+}
+
+func readAll(p string) (int64, bool) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	n, _ := io.Copy(io.Discard, f)
+	return n, true
+}
+
+// MemAvailable is /proc/meminfo's MemAvailable, in bytes: what the kernel
+// can give without swapping.
+func MemAvailable() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("read meminfo: %w", err)
+	}
+	defer f.Close()
+	return parseMemAvailable(f)
+}
+
+func parseMemAvailable(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("read meminfo: MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read meminfo: %w", err)
+	}
+	return 0, errors.New("read meminfo: no MemAvailable line")
 }

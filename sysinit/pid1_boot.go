@@ -261,15 +261,28 @@ func (b *pid1Boot) systemImage(ctx context.Context) error {
 	if err := bootstrap.MountSystemImage(dev, "/usr"); err != nil {
 		return err
 	}
+	paths := prefetchPaths()
+	size := bootstrap.PrefetchSize(paths...)
+	if avail, err := bootstrap.MemAvailable(); err != nil || avail < prefetchHeadroom*size {
+		b.log.Printf("not prefetching the engines (%d MiB): %d MiB of memory available, %v", size>>20, avail>>20, err)
+		return nil
+	}
 	go func() {
 		start := time.Now()
 		end := b.tl.Begin("prefetch engines")
-		files, n := bootstrap.Prefetch(prefetchPaths()...)
+		files, n := bootstrap.Prefetch(paths...)
 		end(nil)
 		b.log.Printf("prefetched %d engine files, %d MiB, in the background (%s)", files, n>>20, time.Since(start).Round(time.Millisecond))
 	}()
 	return nil
 }
+
+// prefetchHeadroom is how many times what prefetching reads must be
+// available for it to help. With less (a 512 MiB guest booted from an
+// initrd, whose system image sits in RAM), the prefetched pages are
+// evicted before the engines use them and read twice: a 512 MiB EC2 boot
+// reached User Docker at 49.4 s with the prefetch, 38.6 s without.
+const prefetchHeadroom = 4
 
 // prefetchPaths are what the engines exec and read first, in the order
 // they need them. Read early, in the background, their squashfs blocks

@@ -281,7 +281,10 @@ func stat(p string) (Result, error) {
 }
 
 // fixVMDKCID replaces the random content ID qemu-img writes into a VMDK's
-// descriptor with one derived from seed, for reproducible bytes.
+// descriptor with one derived from seed, for reproducible bytes. qemu-img
+// prints the CID without leading zeros (one build in sixteen has seven
+// digits), so the whole value is rewritten, and the NUL padding of the
+// descriptor's sectors takes up the difference.
 func fixVMDKCID(path, seed string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -293,12 +296,27 @@ func fixVMDKCID(path, seed string) error {
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("read VMDK descriptor: %w", err)
 	}
-	i := bytes.Index(head[:n], []byte("\nCID="))
-	if i < 0 || i+14 > n {
+	head = head[:n]
+	i := bytes.Index(head, []byte("\nCID="))
+	if i < 0 {
 		return fmt.Errorf("VMDK descriptor of %s has no CID", path)
 	}
+	j := bytes.IndexByte(head[i+1:], '\n')
+	k := bytes.IndexByte(head[i+1:], 0)
+	if j < 0 || k < j {
+		return fmt.Errorf("VMDK descriptor of %s: CID line not ended", path)
+	}
+	j, k = i+1+j, i+1+k
 	cid := install.DeriveUUID(seed, "vmdk")[:8]
-	if _, err := f.WriteAt([]byte(cid), int64(i+5)); err != nil {
+	text := append([]byte("\nCID="+cid), head[j:k]...)
+	if len(text) > k-i && (i+len(text) > n || head[i+len(text)-1] != 0) {
+		return fmt.Errorf("VMDK descriptor of %s: no room for an 8-digit CID", path)
+	}
+	// Old text shorter or longer than the new: pad what is left with NULs.
+	for len(text) < k-i {
+		text = append(text, 0)
+	}
+	if _, err := f.WriteAt(text, int64(i)); err != nil {
 		return fmt.Errorf("write VMDK CID: %w", err)
 	}
 	return f.Close()

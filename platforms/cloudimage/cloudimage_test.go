@@ -1,6 +1,7 @@
 package cloudimage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -121,5 +122,43 @@ func TestBuildRejectsOddSize(t *testing.T) {
 	_, err := New("k", "i", WithDiskSize(1<<30+1<<20), WithOutDir(t.TempDir())).Build(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "GiB") {
 		t.Errorf("Build with 1025 MiB = %v, want a whole-GiB error", err)
+	}
+}
+
+// TestFixVMDKCID checks that two VMDKs whose random CIDs differ, one of
+// them printed by qemu-img with seven digits, come out byte-identical,
+// with a well-formed CID line and the rest of the descriptor and the data
+// after it untouched.
+func TestFixVMDKCID(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, cid string) string {
+		desc := "# Disk DescriptorFile\nversion=1\nCID=" + cid + "\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n"
+		b := make([]byte, 2048)
+		copy(b, "KDMV")
+		copy(b[512:], desc)
+		copy(b[1536:], "grain data")
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := write("a.vmdk", "fd98e1cd"), write("b.vmdk", "d98e1cd")
+	for _, p := range []string{a, b} {
+		if err := fixVMDKCID(p, "seed"); err != nil {
+			t.Fatalf("fixVMDKCID(%s): %v", p, err)
+		}
+	}
+	ra, _ := os.ReadFile(a)
+	rb, _ := os.ReadFile(b)
+	if !bytes.Equal(ra, rb) {
+		t.Errorf("the two VMDKs differ after fixVMDKCID:\n%q\n%q", ra[512:700], rb[512:700])
+	}
+	cid := install.DeriveUUID("seed", "vmdk")[:8]
+	if want := "version=1\nCID=" + cid + "\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n\x00"; !bytes.Contains(ra, []byte(want)) {
+		t.Errorf("descriptor = %q, want it to hold %q", bytes.TrimRight(ra[512:1024], "\x00"), want)
+	}
+	if len(ra) != 2048 || string(ra[1536:1546]) != "grain data" || string(ra[:4]) != "KDMV" {
+		t.Errorf("fixVMDKCID changed the file outside the descriptor: %d bytes, %q", len(ra), ra[1536:1546])
 	}
 }

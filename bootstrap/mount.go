@@ -154,15 +154,11 @@ func CgroupControllers() []string { return []string{"cpuset", "cpu", "io", "memo
 // native_queued_spin_lock_slowpath). The cgroup must stay: removing it
 // would switch the cpuset keys back, and the next container on again.
 func PrimeCgroups(dir, name string) error {
-	var want []string
-	for _, c := range CgroupControllers() {
-		want = append(want, "+"+c)
-	}
 	// One write per controller: one the kernel lacks does not stop the rest.
 	var errs []error
-	for _, c := range want {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(c), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("enable cgroup controller %s: %w", c[1:], err))
+	for _, c := range CgroupControllers() {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+c), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("enable cgroup controller %s: %w", c, err))
 		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil && !errors.Is(err, os.ErrExist) {

@@ -46,8 +46,7 @@ func TestDefaultServicesComeUpInOrder(t *testing.T) {
 	}
 	ctx := context.Background()
 	t0 := time.Now()
-	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
-		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	eng, err := StartEngines(ctx, cfg, e.engineOptions(t, root, imgs)...)
 	if err != nil {
 		t.Fatalf("StartEngines: %v", err)
 	}

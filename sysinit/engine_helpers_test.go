@@ -187,6 +187,14 @@ func newTestEnv(t *testing.T) *testEnv {
 	return e
 }
 
+// engineOptions are what every engine test starts with: the machine's
+// state under root, the OS images in imgs, this env's System Docker flags
+// and the test's logger.
+func (e *testEnv) engineOptions(t *testing.T, root, imgs string) []Option {
+	return []Option{WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
+		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...)}
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

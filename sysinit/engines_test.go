@@ -70,8 +70,7 @@ func TestStartEnginesWithUserDocker(t *testing.T) {
 	cfg.Rancher.Services["usvc"] = &usvc
 	ctx := context.Background()
 	t0 := time.Now()
-	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
-		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	eng, err := StartEngines(ctx, cfg, e.engineOptions(t, root, imgs)...)
 	if err != nil {
 		t.Fatalf("StartEngines: %v", err)
 	}
@@ -293,8 +292,7 @@ func TestReloadAddsAndRestarts(t *testing.T) {
 	cfg := testConfig(t, e, root)
 	delete(cfg.Rancher.Services, "docker")
 	ctx := context.Background()
-	eng, err := StartEngines(ctx, cfg, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
-		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	eng, err := StartEngines(ctx, cfg, e.engineOptions(t, root, imgs)...)
 	if err != nil {
 		t.Fatalf("StartEngines: %v", err)
 	}
@@ -360,8 +358,7 @@ func TestStartServicesRestartsSystemDockerForNewFlags(t *testing.T) {
 	local := testConfig(t, e, root)
 	delete(local.Rancher.Services, "docker")
 	ctx := context.Background()
-	eng, err := StartSystem(ctx, local, WithRoot(root), WithImageDir(imgs), WithVersion(testVersion),
-		WithLogger(testLogger(t)), WithSystemDockerArgs(e.extra...))
+	eng, err := StartSystem(ctx, local, e.engineOptions(t, root, imgs)...)
 	if err != nil {
 		t.Fatalf("StartSystem: %v", err)
 	}

@@ -469,7 +469,7 @@ func (b *pid1Boot) network(ctx context.Context) error {
 // startSystemDocker starts System Docker from the local config (the
 // command line and the state disk's) in the background, so that its
 // start and the loading of the OS's images overlap the network and the
-// datasources; engines waits for it.
+// datasources; engines, a later phase, waits for it.
 func (b *pid1Boot) startSystemDocker(ctx context.Context) error {
 	cfg := b.cfg
 	b.systemDone = make(chan struct{})
@@ -488,11 +488,6 @@ func (b *pid1Boot) startSystemDocker(ctx context.Context) error {
 // engines starts the services (User Docker among them) on System Docker,
 // with the final config; shutdown stops them in reverse.
 func (b *pid1Boot) engines(ctx context.Context) error {
-	if b.systemDone == nil {
-		if err := b.startSystemDocker(ctx); err != nil {
-			return err
-		}
-	}
 	<-b.systemDone
 	e, err := b.system, b.systemErr
 	if err != nil {

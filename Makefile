@@ -73,7 +73,7 @@ bench-netconf: ## Benchmark apply -> usable address, static and DHCP against dns
 	$(GO) test -run '^$$' -bench 'Apply' -benchtime 100x ./netconf/
 
 .PHONY: sysimages test-engines bench-engines
-sysimages: build ## The OS's image tarballs (base, console, docker) into out/images, tagged $(VERSION), no daemon needed
+sysimages: build ## The OS's images (base, console, docker) into out/images as a tarball and an image store, tagged $(VERSION), no daemon needed
 	$(GO) run ./platforms/sysimages/cmd/sysimages -ros bin/ros -version $(VERSION) -out out/images
 
 test-engines: ## The System Docker / services / User Docker tests against real dockerd (root), verbose, with the benchmark lines

@@ -245,8 +245,9 @@ func TestDeviceAliases(t *testing.T) {
 	}
 }
 
-// TestPrefetch checks that Prefetch reads whole files, a directory's
-// regular files, and skips what is missing instead of failing the boot.
+// TestPrefetch checks that Prefetch reads whole files, the files under a
+// directory (the image store's layer is a tree), and skips what is missing
+// instead of failing the boot.
 func TestPrefetch(t *testing.T) {
 	dir := t.TempDir()
 	big := bytes.Repeat([]byte("x"), 3<<20+17)
@@ -260,13 +261,16 @@ func TestPrefetch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(images, "a.tar"), []byte("12345"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(images, "sub", "ros"), []byte("123"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	paths := []string{filepath.Join(dir, "dockerd"), filepath.Join(dir, "missing"), images}
-	if got := PrefetchSize(paths...); got != int64(len(big))+5 {
-		t.Errorf("PrefetchSize = %d, want %d", got, len(big)+5)
+	if got := PrefetchSize(paths...); got != int64(len(big))+8 {
+		t.Errorf("PrefetchSize = %d, want %d", got, len(big)+8)
 	}
 	files, n := Prefetch(paths...)
-	if files != 2 || n != int64(len(big))+5 {
-		t.Errorf("Prefetch = %d files, %d bytes; want 2 files, %d bytes", files, n, len(big)+5)
+	if files != 3 || n != int64(len(big))+8 {
+		t.Errorf("Prefetch = %d files, %d bytes; want 3 files, %d bytes", files, n, len(big)+8)
 	}
 }
 

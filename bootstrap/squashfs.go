@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,7 +62,7 @@ func MountSystemImage(dev, target string) error {
 	return m.Apply()
 }
 
-// Prefetch reads each path once, a directory's regular files included,
+// Prefetch reads each path once, the files under a directory included,
 // and returns how many files and bytes it read. Reading a file of a
 // compressed image puts its decompressed pages in the page cache, so a
 // later exec or open of it does not wait for the decompression. Paths that
@@ -87,23 +88,17 @@ func PrefetchSize(paths ...string) int64 {
 	return n
 }
 
-// walkFiles calls fn for each regular file of paths, a directory's
-// regular files included, skipping what does not exist.
+// walkFiles calls fn for each regular file of paths, the files under a
+// directory included, skipping what does not exist. Symlinks are not
+// followed.
 func walkFiles(paths []string, fn func(string)) {
 	for _, p := range paths {
-		st, err := os.Stat(p)
-		switch {
-		case err != nil:
-		case st.IsDir():
-			ents, _ := os.ReadDir(p)
-			for _, e := range ents {
-				if e.Type().IsRegular() {
-					fn(filepath.Join(p, e.Name()))
-				}
+		_ = filepath.WalkDir(p, func(q string, e fs.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				fn(q)
 			}
-		case st.Mode().IsRegular():
-			fn(p)
-		}
+			return nil // what cannot be read is skipped
+		})
 	}
 }
 

@@ -159,13 +159,14 @@ done | sort -u | while read -r lib; do
     *) cp -L "$lib" "$S/lib/x86_64-linux-gnu/$(basename "$lib")" ;;
   esac
 done
-# The OS's image tarballs (`make sysimages`), loaded by System Docker once
-# per version.
+# The OS's images (`make sysimages`) as an image store: PID 1 seeds System
+# Docker's data root from it (on RAM boots the layer's files stay here),
+# so no boot unpacks a `docker load`.
 SYSIMAGES=${SYSIMAGES:-out/images}
-if [ -s "$SYSIMAGES/berth-images.tar" ]; then
-  cp "$SYSIMAGES/berth-images.tar" "$S/share/berth/images/"
+if [ -s "$SYSIMAGES/store/store.json" ]; then
+  cp -a "$SYSIMAGES/store" "$S/share/berth/images/store"
 else
-  log "no system image tarballs in $SYSIMAGES (make sysimages): System Docker will have no services"
+  log "no system image store in $SYSIMAGES (make sysimages): System Docker will have no services"
 fi
 find "$S" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 log "system.sqfs ($(du -sh "$S" | cut -f1) uncompressed)"

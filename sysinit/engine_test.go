@@ -1,7 +1,12 @@
 package sysinit
 
 import (
+	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/internal/imagestore"
 	"github.com/berthos/berth/platforms/sysimages"
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/client"
@@ -88,5 +94,97 @@ func TestLoadOSImagesOncePerVersion(t *testing.T) {
 	}
 	if refs, err := LoadPreload(ctx, d.Client, pre); err != nil || len(refs) != 0 {
 		t.Errorf("second LoadPreload = %v, %v; want nothing (unchanged file)", refs, err)
+	}
+}
+
+// TestOSImagesFromTheStore: with overlay2, System Docker starts with the
+// OS images seeded into its data root (no `docker load`), runs them, and
+// can still `docker save` them (it rebuilds the layer from the seeded
+// files and the tar-split record). On a data root in RAM the layer's files
+// stay in the store (a symlink), on disk they are copied. With another
+// storage driver the same store is loaded as an archive.
+func TestOSImagesFromTheStore(t *testing.T) {
+	needEngine(t)
+	imgs := testImages(t)
+	st, err := imagestore.Open(filepath.Join(imgs, imagestore.DirName))
+	if err != nil {
+		t.Fatalf("the test images have no store: %v", err)
+	}
+	base := sysimages.Ref(sysimages.Base, testVersion)
+	for _, tc := range []struct {
+		name, driver string
+		tmpfs        bool
+	}{{"overlay2 on disk", "overlay2", false}, {"overlay2 on tmpfs", "overlay2", true}, {"vfs", "vfs", false}} {
+		driver := tc.driver
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			if tc.tmpfs {
+				if err := os.MkdirAll(e.engine.DataRoot, 0o711); err != nil {
+					t.Fatal(err)
+				}
+				if err := syscall.Mount("tmpfs", e.engine.DataRoot, "tmpfs", 0, "mode=0711"); err != nil {
+					t.Fatalf("mount a tmpfs data root: %v", err)
+				}
+				t.Cleanup(func() { _ = syscall.Unmount(e.engine.DataRoot, syscall.MNT_DETACH) })
+			}
+			root := filepath.Join(e.dir, "root")
+			cfg := testConfig(t, e, root)
+			delete(cfg.Rancher.Services, "docker")
+			cfg.Rancher.SystemDocker.StorageDriver = driver
+			ctx := context.Background()
+			eng, err := StartSystem(ctx, cfg, e.engineOptions(t, root, imgs)...)
+			if err != nil {
+				t.Fatalf("StartSystem: %v", err)
+			}
+			t.Cleanup(func() { _ = eng.Shutdown(context.Background()) })
+			if _, err := eng.System.Client.ImageInspect(ctx, base); err != nil {
+				t.Fatalf("%s is not on System Docker: %v", base, err)
+			}
+			layer := st.Manifest.Layers[0]
+			layerDir := filepath.Join(e.engine.DataRoot, "overlay2", strings.TrimPrefix(layer.ChainID, "sha256:"))
+			_, statErr := os.Stat(layerDir)
+			_, stampErr := os.Stat(filepath.Join(e.engine.DataRoot, imageStampName))
+			if seeded := statErr == nil && stampErr != nil; seeded != (driver == "overlay2") {
+				t.Errorf("images seeded = %v (layer dir: %v, load stamp: %v), want %v", seeded, statErr, stampErr, driver == "overlay2")
+			}
+			if err := eng.StartServices(ctx, cfg); err != nil || eng.StartErr != nil {
+				t.Fatalf("StartServices: %v, %v", err, eng.StartErr)
+			}
+			if got := strings.Join(eng.Started.Started, ","); got != "long,setup" {
+				t.Errorf("services started = %s, want long,setup", got)
+			}
+			if driver != "overlay2" {
+				return
+			}
+			if fi, err := os.Lstat(filepath.Join(layerDir, "diff")); err != nil || (fi.Mode()&os.ModeSymlink != 0) != tc.tmpfs {
+				t.Errorf("the layer's diff: %v, %v; want a symlink into the store only on tmpfs", fi, err)
+			}
+			res, err := eng.System.Client.ImageSave(ctx, []string{base})
+			if err != nil {
+				t.Fatalf("ImageSave: %v", err)
+			}
+			defer res.Close()
+			found := false
+			tr := tar.NewReader(res)
+			for {
+				h, err := tr.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("read the saved image: %v", err)
+				}
+				if strings.HasSuffix(h.Name, "layer.tar") || strings.HasPrefix(h.Name, "blobs/") {
+					sum := sha256.New()
+					if _, err := io.Copy(sum, tr); err != nil {
+						t.Fatal(err)
+					}
+					found = found || fmt.Sprintf("sha256:%x", sum.Sum(nil)) == layer.DiffID
+				}
+			}
+			if !found {
+				t.Errorf("`docker save %s` has no layer with digest %s", base, layer.DiffID)
+			}
+		})
 	}
 }

@@ -17,7 +17,8 @@ import (
 
 // Paths on the machine (joined onto the root option).
 const (
-	// DefaultImageDir holds the OS's image tarballs in the system image.
+	// DefaultImageDir holds the OS's images in the system image: the image
+	// store (package imagestore) in its "store" directory.
 	DefaultImageDir  = "/usr/share/berth/images"
 	systemPreloadDir = "/var/lib/rancher/preload/system-docker"
 	userPreloadDir   = "/var/lib/rancher/preload/docker"
@@ -51,8 +52,10 @@ func WithRoot(dir string) Option { return func(o *engineOptions) { o.root = dir 
 // WithDockerd sets the dockerd binary (default "dockerd" on PATH).
 func WithDockerd(path string) Option { return func(o *engineOptions) { o.dockerd = path } }
 
-// WithImageDir sets where the OS's image tarballs are (default
-// /usr/share/berth/images, not under the root option).
+// WithImageDir sets where the OS's images are (default
+// /usr/share/berth/images, not under the root option): an image store in
+// its "store" directory, seeded into System Docker's data root, or else
+// `docker save` tarballs, loaded.
 func WithImageDir(dir string) Option { return func(o *engineOptions) { o.imageDir = dir } }
 
 // WithVersion sets the Berth version: the images' tag and the stamp that
@@ -104,8 +107,8 @@ type Engines struct {
 func (o *engineOptions) path(p string) string { return filepath.Join(o.root, p) }
 
 // StartEngines starts System Docker as a child process (flags from
-// rancher.system_docker), loads the OS's images once per version and the
-// preloaded tarballs, reconciles the services of cfg in dependency order
+// rancher.system_docker) with the OS's images seeded into its data root
+// (or loaded once per version), loads the preloaded tarballs, reconciles the services of cfg in dependency order
 // and supervises them in goroutines. It returns once the services have
 // been started; it fails only when System Docker cannot start. Service
 // failures are logged, and are in Started and StartErr. User-scope
@@ -147,13 +150,12 @@ func StartSystem(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*E
 	return e, nil
 }
 
-// systemDaemon is how System Docker runs for cfg, and the data root its
-// image stamp is in.
-func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, string, error) {
+// systemDaemon is how System Docker runs for cfg, and its settings.
+func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, cloudinit.Engine, error) {
 	sysCfg := mergeEngine(cfg.Rancher.SystemDocker, SystemDockerDefaults())
 	sock, err := socketPath(sysCfg)
 	if err != nil {
-		return daemonConfig{}, "", fmt.Errorf("start system docker: %w", err)
+		return daemonConfig{}, sysCfg, fmt.Errorf("start system docker: %w", err)
 	}
 	logPath := cfg.Rancher.Defaults.SystemDockerLogs
 	if logPath == "" {
@@ -170,7 +172,7 @@ func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, string, err
 			// services back.
 			e.reconcileSystem(ctx)
 		},
-	}, sysCfg.DataRoot, nil
+	}, sysCfg, nil
 }
 
 // sameDaemon reports whether two System Docker setups are one process's.
@@ -181,10 +183,11 @@ func sameDaemon(a, b daemonConfig) bool {
 
 func (e *Engines) startSystem(ctx context.Context, cfg *cloudinit.Config) error {
 	t0 := time.Now()
-	dc, dataRoot, err := e.systemDaemon(cfg)
+	dc, sysCfg, err := e.systemDaemon(cfg)
 	if err != nil {
 		return err
 	}
+	store, seeded := e.seedOSImages(sysCfg)
 	d, err := startDaemon(e.runCtx, dc)
 	if err != nil {
 		return err
@@ -192,8 +195,16 @@ func (e *Engines) startSystem(ctx context.Context, cfg *cloudinit.Config) error 
 	e.System, e.systemSetup = d, dc
 	o := e.o
 	o.log.Info("system docker up", "after", time.Since(t0).Round(time.Millisecond))
-	stamp := filepath.Join(dataRoot, imageStampName)
-	if refs, err := LoadOSImages(ctx, d.Client, o.imageDir, o.version, stamp); err != nil {
+	stamp := filepath.Join(sysCfg.DataRoot, imageStampName)
+	var refs []string
+	switch {
+	case seeded:
+	case store != nil:
+		refs, err = LoadStore(ctx, d.Client, store, o.version, stamp)
+	default:
+		refs, err = LoadOSImages(ctx, d.Client, o.imageDir, o.version, stamp)
+	}
+	if err != nil {
 		o.log.Error("load OS images", "dir", o.imageDir, "err", err)
 	} else if refs != nil {
 		o.log.Info("OS images loaded", "images", refs, "after", time.Since(t0).Round(time.Millisecond))

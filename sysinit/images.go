@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/internal/atomicfile"
+	"github.com/berthos/berth/internal/imagestore"
 	"github.com/moby/moby/client"
 )
 
@@ -23,7 +28,12 @@ func loadTarball(ctx context.Context, cli *client.Client, path string) ([]string
 		return nil, fmt.Errorf("load image %s: %w", path, err)
 	}
 	defer f.Close()
-	res, err := cli.ImageLoad(ctx, f, client.ImageLoadWithQuiet(true))
+	return loadArchive(ctx, cli, f, path)
+}
+
+// loadArchive loads the `docker save` archive r (named path in errors).
+func loadArchive(ctx context.Context, cli *client.Client, r io.Reader, path string) ([]string, error) {
+	res, err := cli.ImageLoad(ctx, r, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		return nil, fmt.Errorf("load image %s: %w", path, err)
 	}
@@ -82,7 +92,7 @@ func tarballs(dir string) ([]string, error) {
 // the version that was loaded, so later boots of the same version skip
 // the work. It returns the references loaded (nil when skipped).
 func LoadOSImages(ctx context.Context, cli *client.Client, dir, version, stamp string) ([]string, error) {
-	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == version {
+	if stamped(stamp, version) {
 		return nil, nil
 	}
 	files, err := tarballs(dir)
@@ -97,13 +107,72 @@ func LoadOSImages(ctx context.Context, cli *client.Client, dir, version, stamp s
 		}
 		refs = append(refs, r...)
 	}
-	if err := os.MkdirAll(filepath.Dir(stamp), 0o755); err != nil {
-		return refs, fmt.Errorf("write image stamp: %w", err)
+	return refs, writeStamp(stamp, version)
+}
+
+// LoadStore loads the images of an image store into the engine as one
+// `docker save` archive, once per version like LoadOSImages: for a System
+// Docker that cannot be seeded (a storage driver other than overlay2).
+func LoadStore(ctx context.Context, cli *client.Client, st *imagestore.Store, version, stamp string) ([]string, error) {
+	if stamped(stamp, version) {
+		return nil, nil
 	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(st.WriteArchive(pw)) }()
+	refs, err := loadArchive(ctx, cli, pr, st.Dir)
+	pr.Close()
+	if err != nil {
+		return refs, err
+	}
+	return refs, writeStamp(stamp, version)
+}
+
+// stamped reports whether stamp records version.
+func stamped(stamp, version string) bool {
+	b, err := os.ReadFile(stamp)
+	return err == nil && strings.TrimSpace(string(b)) == version
+}
+
+func writeStamp(stamp, version string) error {
 	if err := atomicfile.Write(stamp, []byte(version+"\n"), 0o644); err != nil {
-		return refs, fmt.Errorf("write image stamp: %w", err)
+		return fmt.Errorf("write image stamp: %w", err)
 	}
-	return refs, nil
+	return nil
+}
+
+// seedOSImages puts the OS's images into System Docker's data root before
+// dockerd starts, from the image store in the image dir, and reports
+// whether they are in place. The store is nil when the dir has none (its
+// tarballs are then loaded); a store that is not in place (another storage
+// driver, or a seed that failed, logged) is loaded instead.
+func (e *Engines) seedOSImages(eng cloudinit.Engine) (*imagestore.Store, bool) {
+	t0 := time.Now()
+	log := e.o.log
+	st, err := imagestore.Open(filepath.Join(e.o.imageDir, imagestore.DirName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false
+	}
+	if err != nil {
+		log.Error("OS images", "err", err)
+		return nil, false
+	}
+	if eng.StorageDriver != "overlay2" {
+		log.Info("System Docker's storage driver is not overlay2: the OS images will be loaded", "storage_driver", eng.StorageDriver)
+		return st, false
+	}
+	how, err := imagestore.PlacementFor(eng.DataRoot)
+	if err == nil {
+		var refs []string
+		refs, err = st.Seed(eng.DataRoot, how)
+		if err == nil && refs != nil {
+			log.Info("OS images seeded", "images", refs, "files", how.String(), "after", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	if err != nil {
+		log.Error("seed OS images; they will be loaded", "data_root", eng.DataRoot, "err", err)
+		return st, false
+	}
+	return st, true
 }
 
 // LoadPreload loads user-supplied tarballs from dir (e.g.

@@ -1,8 +1,10 @@
 // Package sysimages builds the OS's own container images (base, console,
-// docker) as one `docker save` tarball at build time, without a Docker
-// daemon or a registry: the three share one layer (busybox, ros, the
-// console's dropbear, the engine's libraries and iptables) and differ in
-// their config. PID 1 loads it into System Docker once per version.
+// docker) at build time, without a Docker daemon or a registry: the three
+// share one layer (busybox, ros, the console's dropbear, the engine's
+// libraries and iptables) and differ in their config. They are written
+// twice: as one `docker save` tarball, and as the image store (package
+// imagestore) the system image carries, which PID 1 seeds into System
+// Docker's data root before it starts.
 package sysimages
 
 import (
@@ -12,6 +14,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthos/berth/internal/imagestore"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -63,6 +67,11 @@ func Tag(version string) string {
 // tarball, so that the layer they share (busybox and ros) is in it, and
 // loaded, once.
 const TarballName = "berth-images.tar"
+
+// StoreName is the directory Build writes the same images into as an
+// image store (package imagestore): what the system image carries, so
+// that System Docker starts with them instead of loading the tarball.
+const StoreName = imagestore.DirName
 
 type options struct {
 	version    string
@@ -206,6 +215,9 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 	if err := writeTarball(path, imgs); err != nil {
 		return nil, err
 	}
+	if err := writeStore(filepath.Join(outDir, StoreName), refs, imgs); err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("build images: %w", err)
@@ -215,6 +227,38 @@ func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) 
 		out = append(out, Image{Ref: ref, Path: path, Size: st.Size()})
 	}
 	return out, nil
+}
+
+// writeStore writes the images, in refs order, as the image store PID 1
+// seeds System Docker's data root from.
+func writeStore(dir string, refs []string, imgs map[string]v1.Image) error {
+	var srcs []imagestore.Source
+	for _, ref := range refs {
+		img := imgs[ref]
+		cfg, err := img.RawConfigFile()
+		if err != nil {
+			return fmt.Errorf("build image store: %s: %w", ref, err)
+		}
+		src := imagestore.Source{Refs: []string{ref}, Config: cfg}
+		layers, err := img.Layers()
+		if err != nil {
+			return fmt.Errorf("build image store: %s: %w", ref, err)
+		}
+		for _, l := range layers {
+			rc, err := l.Uncompressed()
+			if err != nil {
+				return fmt.Errorf("build image store: %s: %w", ref, err)
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("build image store: %s: %w", ref, err)
+			}
+			src.Layers = append(src.Layers, b)
+		}
+		srcs = append(srcs, src)
+	}
+	return imagestore.Write(dir, srcs)
 }
 
 // layerOf makes an uncompressed layer of files. The system image that

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,9 +36,14 @@ var milestones = []milestone{
 // each system service's start, PID 1's RSS and the memory used; then
 // boots again with less memory (BENCH_MEM, MiB, default "1024 512 384
 // 256") until the EC2 boot no longer comes up with SSH working. `make
-// bench-boot`.
+// bench-boot`. BENCH_ISO=1 boots as berth.iso does (the small initrd, the
+// system image read from the CD-ROM) instead of with the whole initrd.
 func TestBenchBoot(t *testing.T) {
 	img := image(t)
+	iso := ""
+	if os.Getenv("BENCH_ISO") == "1" {
+		iso = filepath.Join(img.Dir, "berth.iso")
+	}
 	mems := strings.Fields(os.Getenv("BENCH_MEM"))
 	if len(mems) == 0 {
 		mems = []string{"1024", "512", "384", "256"}
@@ -48,7 +54,7 @@ func TestBenchBoot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("BENCH_MEM: %v", err)
 		}
-		ok := t.Run(fmt.Sprintf("%dMiB", mb), func(t *testing.T) { benchOnce(t, img, mb) })
+		ok := t.Run(fmt.Sprintf("%dMiB", mb), func(t *testing.T) { benchOnce(t, img, mb, iso) })
 		if !ok {
 			break
 		}
@@ -57,12 +63,28 @@ func TestBenchBoot(t *testing.T) {
 	t.Logf("smallest -m at which the EC2 boot came up and ran a command over SSH: %s MiB (accel %s)", smallest, Accel())
 }
 
-func benchOnce(t *testing.T, img Image, mb int) {
+// TestSmallMachineFromISO boots as berth.iso does, with 384 MiB, which
+// the whole initrd's boot cannot do (its system image sits in RAM): PID
+// 1 mounts the system image from the CD-ROM, and the EC2 case comes up
+// with SSH and docker run working.
+func TestSmallMachineFromISO(t *testing.T) {
+	img := image(t)
+	iso := filepath.Join(img.Dir, "berth.iso")
+	vm := benchOnce(t, img, 384, iso)
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`system image: /berth/system.sqfs on /dev/sr0 \(iso9660\), read from there`), 0, time.Second); err != nil {
+		t.Errorf("the system image was not read from the CD-ROM: %v", err)
+	}
+}
+
+// benchOnce boots the EC2 case with mb MiB (as berth.iso does when iso
+// is set), prints its milestones and memory, and checks SSH and docker
+// run.
+func benchOnce(t *testing.T, img Image, mb int, iso string) *VM {
 	key, pub := sshKey(t)
 	fwd := preloadServer(t, preloadAt, "")
 	imds := &fake.EC2{UserData: []byte(userData(pub, preloadURL(preloadAt))), Meta: fake.EC2Meta(), RequireToken: true}
 	vm := Boot(t, img, VMConfig{
-		MemMB:   mb,
+		MemMB: mb, ISO: iso,
 		Net:     metadataNet + "," + serveAt(t, "169.254.169.254", imds) + "," + fwd,
 		Cmdline: "rancher.cloud_init.datasources=[ec2]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro"},
@@ -72,7 +94,11 @@ func benchOnce(t *testing.T, img Image, mb int) {
 		t.Logf("%d MiB: %v", mb, err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "EC2 boot, %d MiB, 2 vCPUs, %s; seconds since qemu start:\n", mb, Accel())
+	how := "the whole initrd"
+	if iso != "" {
+		how = "the small initrd, the system image on the CD-ROM"
+	}
+	fmt.Fprintf(&b, "EC2 boot, %d MiB, 2 vCPUs, %s, %s; seconds since qemu start:\n", mb, Accel(), how)
 	for _, m := range milestones {
 		l, _, err := vm.WaitLine(regexp.MustCompile(m.re), 0, time.Second)
 		if err != nil {
@@ -108,4 +134,5 @@ func benchOnce(t *testing.T, img Image, mb int) {
 	t.Log(b.String())
 	_, _, _ = vm.Console("poweroff", 10*time.Second)
 	_ = vm.WaitExit(2 * time.Minute)
+	return vm
 }

@@ -54,6 +54,9 @@ type VMConfig struct {
 	Disk string
 	// NICMAC sets the first NIC's MAC address (qemu's default otherwise).
 	NICMAC string
+	// ISO, when set, boots as berth.iso does: the small initrd, and this
+	// ISO as a CD-ROM, from which PID 1 mounts the system image.
+	ISO string
 	// SecondNICMAC adds a second NIC with this MAC on the same network:
 	// a qemu hub joins both NICs to the one user network, as two ports of
 	// a bond are cabled to one switch.
@@ -110,8 +113,13 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 	if c.Net != "" {
 		netdev += "," + c.Net
 	}
+	initrd := filepath.Join(img.Dir, "initrd")
+	if c.ISO != "" {
+		initrd = filepath.Join(img.Dir, "initrd.small")
+		args = append(args, "-drive", "file="+c.ISO+",media=cdrom,readonly=on")
+	}
 	args = append(args,
-		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", filepath.Join(img.Dir, "initrd"),
+		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", initrd,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 "+c.Cmdline),
 	)
 	if c.SecondNICMAC == "" {

@@ -1,5 +1,9 @@
 #!/bin/bash
-# Makes $OUT/berth.iso from $OUT/vmlinuz and $OUT/initrd: BIOS boot with
+# Makes $OUT/berth.iso from $OUT/vmlinuz, $OUT/initrd.small and
+# $OUT/system.sqfs: the small initramfs is the ISO's /boot/initrd and the
+# system image is /berth/system.sqfs, which PID 1 finds on the CD-ROM (or
+# USB stick) and mounts from there, so that it does not sit in RAM. BIOS
+# boot with
 # isolinux, UEFI boot with a grub EFI binary in an El Torito FAT image,
 # hybrid so it also boots from a USB stick. Both menus have two entries:
 # the live system (the default) and the unattended install to /dev/vda,
@@ -13,8 +17,10 @@ INSTALL_DEV=${ISO_INSTALL_DEVICE:-/dev/vda}
 INSTALL_ARGS="rancher.install.device=$INSTALL_DEV rancher.install.force"
 INSTALL_TITLE="Install to $INSTALL_DEV (erases it; powers off)"
 I=$OUT/iso.d
-rm -rf "$I"; mkdir -p "$I/boot/grub" "$I/isolinux" "$I/EFI/BOOT"
-cp "$OUT/vmlinuz" "$OUT/initrd" "$I/boot/"
+rm -rf "$I"; mkdir -p "$I/boot/grub" "$I/isolinux" "$I/EFI/BOOT" "$I/berth"
+cp "$OUT/vmlinuz" "$I/boot/"
+cp "$OUT/initrd.small" "$I/boot/initrd"
+cp "$OUT/system.sqfs" "$I/berth/system.sqfs"
 cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/{ldlinux,menu,libutil,libcom32}.c32 "$I/isolinux/"
 # Three seconds to pick the install entry; the live system is the default,
 # so a machine that boots the ISO by accident erases nothing.

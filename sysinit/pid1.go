@@ -191,13 +191,17 @@ func pid1EmergencyShell(log *bootstrap.Logger, err error) *os.Process {
 }
 
 // pid1AttachSystemImage loads the loop and squashfs modules and binds the
-// system squashfs of the initramfs to a loop device, returning its path.
+// system squashfs of the initramfs to a loop device, returning its path
+// ("" when the initramfs has none: see pid1Boot.systemImage).
 func pid1AttachSystemImage(log *bootstrap.Logger) (string, error) {
 	if err := (bootstrap.Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: unix.MS_NOSUID, Data: "mode=0755"}).Apply(); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(bootstrap.SystemImage); err != nil {
-		return "", fmt.Errorf("no system image in the initramfs: %w", err)
+		// Booted from berth.iso: the boot process finds the image on the
+		// medium once the switch is done.
+		log.Printf("system image: not in the initramfs (%v); looking for it on the boot media later", err)
+		return "", nil
 	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {

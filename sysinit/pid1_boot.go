@@ -250,11 +250,14 @@ func (b *pid1Boot) entropy(ctx context.Context) error {
 func (b *pid1Boot) systemImage(ctx context.Context) error {
 	dev := os.Getenv(pid1SystemLoopEnv)
 	if dev == "" {
-		if _, err := os.Stat(bootstrap.SystemImage); err != nil {
-			return fmt.Errorf("system image %s: %w", bootstrap.SystemImage, err)
+		img := bootstrap.SystemImage
+		if _, err := os.Stat(img); err != nil {
+			if img, err = b.mediaSystemImage(); err != nil {
+				return err
+			}
 		}
 		var err error
-		if dev, err = bootstrap.AttachLoop(bootstrap.SystemImage, true); err != nil {
+		if dev, err = bootstrap.AttachLoop(img, true); err != nil {
 			return err
 		}
 	}
@@ -283,6 +286,32 @@ func (b *pid1Boot) systemImage(ctx context.Context) error {
 // evicted before the engines use them and read twice: a 512 MiB EC2 boot
 // reached User Docker at 49.4 s with the prefetch, 38.6 s without.
 const prefetchHeadroom = 4
+
+// mediaSystemImage finds the system image on the boot medium, for a boot
+// from berth.iso, whose initramfs is the small one: it loads the drivers
+// of the CD-ROM and disk controllers and their filesystems, and looks at
+// each block device (the ISO's CD-ROM, or the USB stick it was written
+// to).
+func (b *pid1Boot) mediaSystemImage() (string, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	md, err := bootstrap.LoadModuleDeps(filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:])))
+	if err != nil {
+		return "", err
+	}
+	if _, err := bootstrap.LoadModules(b.log, md, bootstrap.MediaModules()); err != nil {
+		b.log.Printf("boot media drivers: %v", err)
+	}
+	if _, err := bootstrap.Coldplug(b.log, md, "/sys"); err != nil {
+		b.log.Printf("coldplug: %v", err)
+	}
+	return bootstrap.FindSystemImage(b.log, "/run/berth/media", mediaWait, nil)
+}
+
+// mediaWait bounds the search for the boot medium's system image.
+const mediaWait = 20 * time.Second
 
 // prefetchPaths are what the engines exec and read first, in the order
 // they need them: the engines' binaries, then the OS images' layer (the

@@ -5,21 +5,30 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/cavaliergopher/cpio"
 	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 )
 
 // The kernel and initrd as berth.iso and an installed state partition
-// carry them.
+// carry them, and the system image on the ISO (whose /boot/initrd is the
+// small one, without it).
 const (
-	KernelPath = "/boot/vmlinuz"
-	InitrdPath = "/boot/initrd"
+	KernelPath   = "/boot/vmlinuz"
+	InitrdPath   = "/boot/initrd"
+	ISOImagePath = "/berth/system.sqfs"
 )
 
 // FromISO copies /boot/vmlinuz and /boot/initrd out of a Berth ISO (an
 // image file or the CD-ROM device it booted from, read in Go: no mount)
-// into dir, and returns their paths.
+// into dir, and returns their paths. When the ISO carries the system
+// image beside its small initrd, the initrd written is the one an
+// installed disk boots: the small one followed by a cpio holding the
+// system image, as `make image` builds it.
 func FromISO(iso, dir string) (kernel, initrd string, err error) {
 	b, err := file.OpenFromPath(iso, true)
 	if err != nil {
@@ -51,7 +60,71 @@ func FromISO(iso, dir string) (kernel, initrd string, err error) {
 			return "", "", fmt.Errorf("extract %s from ISO %s: %w", p, iso, err)
 		}
 	}
+	if err := appendSystemImage(fsys, out[1]); err != nil {
+		return "", "", fmt.Errorf("initrd from ISO %s: %w", iso, err)
+	}
 	return out[0], out[1], nil
+}
+
+// appendSystemImage appends the ISO's system image to the initrd at path
+// as a second, uncompressed cpio archive (berth/system.sqfs), if the ISO
+// has one. The kernel unpacks concatenated archives; an uncompressed one
+// must start 4-byte aligned, so the first is padded with zeros.
+func appendSystemImage(fsys filesystem.FileSystem, path string) error {
+	src, err := fsys.OpenFile(ISOImagePath, os.O_RDONLY)
+	if err != nil {
+		return nil // an ISO whose initrd holds the image
+	}
+	defer src.Close()
+	var size int64
+	var mtime time.Time
+	// go-diskfs's ReadDir takes paths without the leading slash.
+	if ents, err := fsys.ReadDir(strings.TrimPrefix(filepath.Dir(ISOImagePath), "/")); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && e.Name() == filepath.Base(ISOImagePath) {
+				size, mtime = fi.Size(), fi.ModTime()
+			}
+		}
+	}
+	if size == 0 {
+		return fmt.Errorf("%s: no size in its directory", ISOImagePath)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if pad := (4 - st.Size()%4) % 4; pad > 0 {
+		if _, err := f.Write(make([]byte, pad)); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	cw := cpio.NewWriter(f)
+	name := strings.TrimPrefix(ISOImagePath, "/")
+	hdrs := []*cpio.Header{
+		{Name: filepath.Dir(name), Mode: cpio.TypeDir | 0o755, ModTime: mtime, Inode: 1, Links: 2},
+		{Name: name, Mode: cpio.TypeReg | 0o644, ModTime: mtime, Inode: 2, Links: 1, Size: size},
+	}
+	for _, h := range hdrs {
+		if err := cw.WriteHeader(h); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if n, err := io.Copy(cw, src); err != nil || n != size {
+		f.Close()
+		return fmt.Errorf("copy %s: %d of %d bytes: %v", ISOImagePath, n, size, err)
+	}
+	if err := cw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // FindSources picks the kernel and initrd to install: those under root's

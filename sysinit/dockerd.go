@@ -321,24 +321,8 @@ func (d *Daemon) run(ctx context.Context) {
 		d.mu.Lock()
 		exited := d.exited
 		d.mu.Unlock()
-		var upSince = time.Now()
-		select {
-		case <-ctx.Done():
+		if !d.awaitRestart(ctx, b, exited, "engine died; restarting") {
 			return
-		case <-exited:
-		}
-		d.mu.Lock()
-		stopping := d.stopping
-		d.mu.Unlock()
-		if stopping {
-			return
-		}
-		delay := b.next(time.Since(upSince))
-		d.log.Warn("engine died; restarting", "engine", d.name, "in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
 		}
 		d.killGroup()
 		d.cleanup()
@@ -353,6 +337,32 @@ func (d *Daemon) run(ctx context.Context) {
 		if d.onRestart != nil {
 			d.onRestart(ctx)
 		}
+	}
+}
+
+// awaitRestart waits for exited, then for the backoff's delay, logging
+// msg; it reports false when ctx ends or Stop was called meanwhile (no
+// restart).
+func (d *Daemon) awaitRestart(ctx context.Context, b *backoff, exited <-chan struct{}, msg string) bool {
+	upSince := time.Now()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-exited:
+	}
+	d.mu.Lock()
+	stopping := d.stopping
+	d.mu.Unlock()
+	if stopping {
+		return false
+	}
+	delay := b.next(time.Since(upSince))
+	d.log.Warn(msg, "engine", d.name, "in", delay)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(delay):
+		return true
 	}
 }
 
@@ -483,27 +493,8 @@ func (d *Daemon) superviseContainerd(ctx context.Context) {
 		d.mu.Lock()
 		exited := d.ctrdExit
 		d.mu.Unlock()
-		if exited == nil {
-			return // stopped
-		}
-		upSince := time.Now()
-		select {
-		case <-ctx.Done():
+		if exited == nil || !d.awaitRestart(ctx, b, exited, "containerd died; restarting") {
 			return
-		case <-exited:
-		}
-		d.mu.Lock()
-		stopping := d.stopping
-		d.mu.Unlock()
-		if stopping {
-			return
-		}
-		delay := b.next(time.Since(upSince))
-		d.log.Warn("containerd died; restarting", "engine", d.name, "in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
 		}
 		for d.startContainerd() != nil {
 			select {

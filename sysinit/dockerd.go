@@ -181,8 +181,6 @@ type Daemon struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the current process exits
-	ctrd     *exec.Cmd     // the containerd started ahead of it, if any
-	ctrdExit chan struct{}
 	stopping bool
 	starts   int
 	done     chan struct{} // closed when run returns
@@ -203,9 +201,6 @@ type daemonConfig struct {
 	// pdeathsig kills dockerd when the thread that started it exits
 	// (tests, so a crashed test leaves no daemon behind).
 	pdeathsig bool
-	// containerd, when set, is run by this process for dockerd, which
-	// args point at it.
-	containerd *ownContainerd
 }
 
 // startDaemon starts dockerd and returns once it answers /_ping, or with
@@ -217,14 +212,7 @@ func startDaemon(ctx context.Context, c daemonConfig) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{daemonConfig: c, Client: cli, done: make(chan struct{})}
-	if c.containerd != nil {
-		if err := d.startContainerd(); err != nil {
-			return nil, err
-		}
-		go d.superviseContainerd(ctx)
-	}
 	if err := d.spawn(); err != nil {
-		d.stopContainerd()
 		return nil, err
 	}
 	if err := d.waitPing(ctx, d.pingLimit); err != nil {
@@ -235,25 +223,16 @@ func startDaemon(ctx context.Context, c daemonConfig) (*Daemon, error) {
 	return d, nil
 }
 
-// openLog opens the daemon's log for appending.
-func (d *Daemon) openLog() (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(d.logPath), 0o755); err != nil {
-		return nil, fmt.Errorf("start %s: %w", d.name, err)
-	}
-	f, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: log: %w", d.name, err)
-	}
-	return f, nil
-}
-
 func (d *Daemon) spawn() error {
+	if err := os.MkdirAll(filepath.Dir(d.logPath), 0o755); err != nil {
+		return fmt.Errorf("start %s: %w", d.name, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(d.socket), 0o755); err != nil {
 		return fmt.Errorf("start %s: %w", d.name, err)
 	}
-	logf, err := d.openLog()
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return err
+		return fmt.Errorf("start %s: log: %w", d.name, err)
 	}
 	cmd := exec.Command(d.bin, d.args...)
 	cmd.Env = append(os.Environ(), d.env...)
@@ -321,8 +300,24 @@ func (d *Daemon) run(ctx context.Context) {
 		d.mu.Lock()
 		exited := d.exited
 		d.mu.Unlock()
-		if !d.awaitRestart(ctx, b, exited, "engine died; restarting") {
+		var upSince = time.Now()
+		select {
+		case <-ctx.Done():
 			return
+		case <-exited:
+		}
+		d.mu.Lock()
+		stopping := d.stopping
+		d.mu.Unlock()
+		if stopping {
+			return
+		}
+		delay := b.next(time.Since(upSince))
+		d.log.Warn("engine died; restarting", "engine", d.name, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
 		}
 		d.killGroup()
 		d.cleanup()
@@ -337,32 +332,6 @@ func (d *Daemon) run(ctx context.Context) {
 		if d.onRestart != nil {
 			d.onRestart(ctx)
 		}
-	}
-}
-
-// awaitRestart waits for exited, then for the backoff's delay, logging
-// msg; it reports false when ctx ends or Stop was called meanwhile (no
-// restart).
-func (d *Daemon) awaitRestart(ctx context.Context, b *backoff, exited <-chan struct{}, msg string) bool {
-	upSince := time.Now()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-exited:
-	}
-	d.mu.Lock()
-	stopping := d.stopping
-	d.mu.Unlock()
-	if stopping {
-		return false
-	}
-	delay := b.next(time.Since(upSince))
-	d.log.Warn(msg, "engine", d.name, "in", delay)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(delay):
-		return true
 	}
 }
 
@@ -460,62 +429,9 @@ func (d *Daemon) Stop(ctx context.Context, grace time.Duration) error {
 		<-exited
 		err = fmt.Errorf("stop %s: did not exit within %s; killed", d.name, grace)
 	}
-	d.stopContainerd()
 	d.cleanup()
 	_ = d.Client.Close()
 	return err
-}
-
-// startContainerd starts the daemon's own containerd, its output in the
-// daemon's log.
-func (d *Daemon) startContainerd() error {
-	logf, err := d.openLog()
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	c, exited, err := d.containerd.start(logf, d.pdeathsig)
-	if err != nil {
-		return fmt.Errorf("%s: %w", d.name, err)
-	}
-	d.mu.Lock()
-	d.ctrd, d.ctrdExit = c, exited
-	d.mu.Unlock()
-	d.log.Info("containerd started", "engine", d.name, "pid", c.Process.Pid, "socket", d.containerd.Socket())
-	return nil
-}
-
-// superviseContainerd starts the daemon's containerd again, with
-// backoff, whenever it dies, until Stop.
-func (d *Daemon) superviseContainerd(ctx context.Context) {
-	b := newBackoff(time.Second, 30*time.Second, time.Minute)
-	for {
-		d.mu.Lock()
-		exited := d.ctrdExit
-		d.mu.Unlock()
-		if exited == nil || !d.awaitRestart(ctx, b, exited, "containerd died; restarting") {
-			return
-		}
-		for d.startContainerd() != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(b.next(0)):
-			}
-		}
-	}
-}
-
-// stopContainerd stops the daemon's own containerd (once dockerd is
-// gone: it stops its containers through it).
-func (d *Daemon) stopContainerd() {
-	d.mu.Lock()
-	c, exited := d.ctrd, d.ctrdExit
-	d.ctrd, d.ctrdExit = nil, nil
-	d.mu.Unlock()
-	if c != nil {
-		stopProcess(c, exited, 5*time.Second)
-	}
 }
 
 // tail returns the last lines of a log file for an error message.

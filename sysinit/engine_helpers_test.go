@@ -213,13 +213,9 @@ func startTestDaemon(t *testing.T, e *testEnv) *Daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sock, _ := socketPath(e.engine)
-	args := append(DockerdArgs(e.engine, SystemDockerDefaults()), e.extra...)
-	ctrd := newOwnContainerd(e.engine.DataRoot, e.engine.ExecRoot, "", false, args)
-	if ctrd != nil {
-		args = append(args, "--containerd="+ctrd.Socket())
-	}
 	d, err := startDaemon(ctx, daemonConfig{
-		name: "system-docker", bin: "dockerd", args: args, containerd: ctrd,
+		name: "system-docker", bin: "dockerd",
+		args:    append(DockerdArgs(e.engine, SystemDockerDefaults()), e.extra...),
 		logPath: filepath.Join(e.dir, "system-docker.log"), socket: sock, execRoot: e.engine.ExecRoot,
 		log: testLogger(t), pingLimit: 30 * time.Second, pdeathsig: true,
 	})

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,101 +48,6 @@ func TestSystemDockerComesBackAfterKill(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("System Docker did not come back within 30s after SIGKILL (pid %d -> %d)", old, d.Pid())
-}
-
-// TestOwnContainerd: System Docker's containerd is one this process runs
-// (dockerd is pointed at it instead of starting its own after its
-// start-up), it is started again when it dies and dockerd runs containers
-// through the new one, it outlives a dockerd restart, and stopping System
-// Docker stops it.
-func TestOwnContainerd(t *testing.T) {
-	needEngine(t)
-	imgs := testImages(t)
-	e := newTestEnv(t)
-	d := startTestDaemon(t, e)
-	ctx := context.Background()
-	pidOf := func() int {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.ctrd == nil {
-			return 0
-		}
-		return d.ctrd.Process.Pid
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 30 s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	runs := func(name string) {
-		t.Helper()
-		s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)))
-		spec := Spec{Name: name, Service: cloudinit.Service{Image: sysimages.Ref(sysimages.Base, testVersion), Net: "none",
-			Command: []string{"true"}, Labels: map[string]string{cloudinit.LabelDetach: "false"}}, OneShot: true}
-		// A containerd started again needs a moment to serve.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err := s.Reconcile(ctx, []Spec{spec})
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("a container after %s: %v", name, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	if _, err := LoadOSImages(ctx, d.Client, imgs, testVersion, filepath.Join(e.dir, "stamp")); err != nil {
-		t.Fatal(err)
-	}
-	first := pidOf()
-	if first == 0 {
-		t.Fatal("System Docker has no containerd of this process's")
-	}
-	if !strings.Contains(readFileOr(t, "/proc/"+strconv.Itoa(first)+"/cmdline"), filepath.Join(e.engine.ExecRoot, "containerd", "containerd.toml")) {
-		t.Errorf("pid %d is not containerd with its config in the exec root", first)
-	}
-	runs("start")
-
-	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("a new containerd", func() bool { p := pidOf(); return p != 0 && p != first })
-	second := pidOf()
-	runs("containerd-restart")
-
-	if err := syscall.Kill(d.Pid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("a new dockerd answering", func() bool {
-		_, err := d.Client.Ping(ctx, client.PingOptions{})
-		return d.Starts() == 2 && err == nil
-	})
-	if got := pidOf(); got != second {
-		t.Errorf("containerd pid %d after a dockerd restart, want %d (it outlives dockerd)", got, second)
-	}
-	runs("dockerd-restart")
-
-	if err := d.Stop(ctx, 10*time.Second); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if alive(second) {
-		t.Errorf("containerd (pid %d) still runs after System Docker stopped", second)
-	}
-}
-
-func readFileOr(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return string(b)
 }
 
 func TestLoadOSImagesOncePerVersion(t *testing.T) {

@@ -161,14 +161,9 @@ func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, cloudinit.E
 	if logPath == "" {
 		logPath = defaultSystemLog
 	}
-	args := append(DockerdArgs(sysCfg, SystemDockerDefaults()), e.o.extraArgs...)
-	ctrd := newOwnContainerd(sysCfg.DataRoot, sysCfg.ExecRoot, sysCfg.Containerd, sysCfg.Debug != nil && *sysCfg.Debug, args)
-	if ctrd != nil {
-		args = append(args, "--containerd="+ctrd.Socket())
-	}
 	return daemonConfig{
 		name: "system-docker", bin: e.o.dockerd,
-		args: args, containerd: ctrd,
+		args:    append(DockerdArgs(sysCfg, SystemDockerDefaults()), e.o.extraArgs...),
 		env:     sysCfg.Environment,
 		logPath: e.o.path(logPath), socket: sock, execRoot: sysCfg.ExecRoot,
 		log: e.o.log, pingLimit: e.o.pingLimit,

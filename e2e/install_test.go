@@ -37,17 +37,57 @@ func bootDiskNet(t *testing.T, disk, format, ovmf, netOpts string, extra ...stri
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
 		"-drive", "file="+disk+",if=virtio,format="+format,
 	)
-	if ovmf != "" {
-		vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
-		b, err := os.ReadFile(strings.Replace(ovmf, "OVMF_CODE", "OVMF_VARS", 1))
-		if err != nil {
-			t.Skipf("OVMF variables: %v", err)
-		}
-		os.WriteFile(vars, b, 0o644)
-		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf, "-drive", "if=pflash,format=raw,file="+vars)
-	}
+	args = append(args, firmwareArgs(t, ovmf)...)
 	vm.start(append(args, extra...))
 	return vm
+}
+
+// firmwareArgs are qemu's arguments for UEFI with the OVMF code at ovmf
+// (and a fresh copy of its variables); none for BIOS (ovmf "").
+func firmwareArgs(t *testing.T, ovmf string) []string {
+	t.Helper()
+	if ovmf == "" {
+		return nil
+	}
+	if _, err := os.Stat(ovmf); err != nil {
+		t.Skipf("no OVMF firmware (apt-get install ovmf): %v", err)
+	}
+	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+	b, err := os.ReadFile(strings.Replace(ovmf, "OVMF_CODE", "OVMF_VARS", 1))
+	if err != nil {
+		t.Skipf("OVMF variables: %v", err)
+	}
+	os.WriteFile(vars, b, 0o644)
+	return []string{"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmf, "-drive", "if=pflash,format=raw,file=" + vars}
+}
+
+// TestISOBootsThroughItsLoader boots berth.iso as a machine does, through
+// its own boot loader (isolinux from BIOS, GRUB from UEFI; no -kernel):
+// the default entry's small initrd finds the system image on the CD-ROM,
+// the machine reaches the ready line, and the ACPI power button ends it.
+func TestISOBootsThroughItsLoader(t *testing.T) {
+	img := image(t)
+	iso := filepath.Join(img.Dir, "berth.iso")
+	if _, err := os.Stat(iso); err != nil {
+		t.Skipf("no berth.iso (make image): %v", err)
+	}
+	for _, fw := range []struct{ name, ovmf string }{{"BIOS", ""}, {"UEFI", "/usr/share/OVMF/OVMF_CODE.fd"}} {
+		t.Run(fw.name, func(t *testing.T) {
+			vm, args := newVM(t, 1024)
+			args = append(args, firmwareArgs(t, fw.ovmf)...)
+			vm.start(append(args, "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0", "-cdrom", iso))
+			t.Logf("ready after %s", vm.WaitReady(bootTimeout))
+			if _, _, err := vm.WaitLine(regexp.MustCompile(`system image: /berth/system.sqfs on /dev/sr0 \(iso9660\), read from there`), 0, time.Second); err != nil {
+				t.Errorf("the system image was not read from the CD-ROM: %v", err)
+			}
+			if err := vm.Monitor("system_powerdown"); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.WaitExit(2 * time.Minute); err != nil {
+				t.Errorf("after the ACPI power button: %v; want qemu to end", err)
+			}
+		})
+	}
 }
 
 // installDisk installs the image onto a new raw disk as `ros install` does.

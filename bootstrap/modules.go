@@ -143,6 +143,16 @@ func ParseModulesDep(dir string, r io.Reader) (*ModuleDeps, error) {
 	return md, nil
 }
 
+// KernelModuleDir is the running kernel's module directory,
+// /lib/modules/RELEASE.
+func KernelModuleDir() (string, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	return filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:])), nil
+}
+
 // LoadModuleDeps reads dir/modules.dep and, when there is one,
 // dir/modules.alias.
 func LoadModuleDeps(dir string) (*ModuleDeps, error) {

@@ -108,8 +108,9 @@ func (o *engineOptions) path(p string) string { return filepath.Join(o.root, p) 
 
 // StartEngines starts System Docker as a child process (flags from
 // rancher.system_docker) with the OS's images seeded into its data root
-// (or loaded once per version), loads the preloaded tarballs, reconciles the services of cfg in dependency order
-// and supervises them in goroutines. It returns once the services have
+// (or loaded once per version), loads the preloaded tarballs, reconciles
+// the services of cfg in dependency order and supervises them in
+// goroutines. It returns once the services have
 // been started; it fails only when System Docker cannot start. Service
 // failures are logged, and are in Started and StartErr. User-scope
 // services are reconciled on User Docker in the background once the
@@ -127,7 +128,7 @@ func StartEngines(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*
 }
 
 // StartSystem is the first half of StartEngines: System Docker for cfg,
-// with the OS's images and the preloaded tarballs loaded. PID 1 runs it
+// with the OS's images in place and the preloaded tarballs loaded. PID 1 runs it
 // while the network and the datasources are still being waited for, then
 // StartServices with the config they gave.
 func StartSystem(ctx context.Context, cfg *cloudinit.Config, opts ...Option) (*Engines, error) {

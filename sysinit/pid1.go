@@ -203,11 +203,11 @@ func pid1AttachSystemImage(log *bootstrap.Logger) (string, error) {
 		log.Printf("system image: not in the initramfs (%v); looking for it on the boot media later", err)
 		return "", nil
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return "", fmt.Errorf("uname: %w", err)
+	dir, err := bootstrap.KernelModuleDir()
+	if err != nil {
+		return "", err
 	}
-	md, err := bootstrap.LoadModuleDeps("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]))
+	md, err := bootstrap.LoadModuleDeps(dir)
 	if err != nil {
 		return "", err
 	}

@@ -61,6 +61,28 @@ type pid1Boot struct {
 	system     *Engines
 	systemErr  error
 	systemDone chan struct{}
+
+	// md is the kernel's module index, read once (moduleDeps).
+	md *bootstrap.ModuleDeps
+}
+
+// moduleDeps reads the running kernel's modules.dep and modules.alias
+// the first time it is called: a boot from berth.iso needs them for the
+// boot medium's drivers before the modules phase.
+func (b *pid1Boot) moduleDeps() (*bootstrap.ModuleDeps, error) {
+	if b.md != nil {
+		return b.md, nil
+	}
+	dir, err := bootstrap.KernelModuleDir()
+	if err != nil {
+		return nil, err
+	}
+	md, err := bootstrap.LoadModuleDeps(dir)
+	if err != nil {
+		return nil, err
+	}
+	b.md = md
+	return md, nil
 }
 
 type pid1Stop struct {
@@ -204,12 +226,7 @@ func (b *pid1Boot) readCmdline(ctx context.Context) error {
 }
 
 func (b *pid1Boot) loadModules(ctx context.Context) error {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("uname: %w", err)
-	}
-	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
-	md, err := bootstrap.LoadModuleDeps(dir)
+	md, err := b.moduleDeps()
 	if err != nil {
 		return err
 	}
@@ -293,11 +310,7 @@ const prefetchHeadroom = 4
 // each block device (the ISO's CD-ROM, or the USB stick it was written
 // to).
 func (b *pid1Boot) mediaSystemImage() (string, error) {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return "", fmt.Errorf("uname: %w", err)
-	}
-	md, err := bootstrap.LoadModuleDeps(filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:])))
+	md, err := b.moduleDeps()
 	if err != nil {
 		return "", err
 	}
@@ -315,10 +328,10 @@ const mediaWait = 20 * time.Second
 
 // prefetchPaths are what the engines exec and read first, in the order
 // they need them: the engines' binaries, then the OS images' layer (the
-// image store's files, which the services' containers run). Read early, in the background, their squashfs blocks
-// are decompressed while the boot waits on modules, DHCP and the
-// datasources: under TCG a cold dockerd takes 1.2 s longer to start than
-// a cached one.
+// image store's files, which the services' containers run). Read early,
+// in the background, their squashfs blocks are decompressed while the
+// boot waits on modules, DHCP and the datasources: under TCG a cold
+// dockerd takes 1.2 s longer to start than a cached one.
 func prefetchPaths() []string {
 	return []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc",
 		"/usr/bin/containerd-shim-runc-v2", "/usr/bin/docker-init", DefaultImageDir}
@@ -498,8 +511,8 @@ func (b *pid1Boot) network(ctx context.Context) error {
 
 // startSystemDocker starts System Docker from the local config (the
 // command line and the state disk's) in the background, so that its
-// start and the loading of the OS's images overlap the network and the
-// datasources; engines, a later phase, waits for it.
+// start overlaps the network and the datasources; engines, a later
+// phase, waits for it.
 func (b *pid1Boot) startSystemDocker(ctx context.Context) error {
 	cfg := b.cfg
 	b.systemDone = make(chan struct{})

@@ -40,7 +40,7 @@ const (
 const UserDockerService = "docker"
 
 // ResolveImages replaces ${VERSION} in every spec's image with version
-// (the tag of the OS's image tarballs).
+// (the tag of the OS's images).
 func ResolveImages(specs []Spec, version string) []Spec {
 	out := make([]Spec, len(specs))
 	for i, s := range specs {

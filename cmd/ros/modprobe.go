@@ -3,12 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 
 	"github.com/berthos/berth/bootstrap"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 // newModprobeCmd is `ros modprobe` and the `modprobe` name: the kernel's
@@ -32,12 +30,11 @@ func newModprobeCmd(g *globalFlags) *cobra.Command {
 			if remove {
 				return fmt.Errorf("modprobe: removing modules is not supported")
 			}
-			var uts unix.Utsname
-			if err := unix.Uname(&uts); err != nil {
-				return fmt.Errorf("modprobe: uname: %w", err)
+			dir, err := bootstrap.KernelModuleDir()
+			if err != nil {
+				return fmt.Errorf("modprobe: %w", err)
 			}
-			dir := g.path(filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:])))
-			md, err := bootstrap.LoadModuleDeps(dir)
+			md, err := bootstrap.LoadModuleDeps(g.path(dir))
 			if err != nil {
 				return fmt.Errorf("modprobe: %w", err)
 			}

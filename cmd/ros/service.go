@@ -539,7 +539,7 @@ func newEngineRunCmd(g *globalFlags) *cobra.Command {
 			return eng.Shutdown(sctx)
 		},
 	}
-	cmd.Flags().StringVar(&images, "images", sysinit.DefaultImageDir, "the OS's image tarballs")
+	cmd.Flags().StringVar(&images, "images", sysinit.DefaultImageDir, "the OS's images: an image store in its store directory, or docker-save tarballs")
 	cmd.Flags().StringVar(&imgVersion, "version", version, "the Berth version (image tag, load stamp)")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthos/berth/bootstrap"
 	"github.com/cavaliergopher/cpio"
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
@@ -20,7 +21,7 @@ import (
 const (
 	KernelPath   = "/boot/vmlinuz"
 	InitrdPath   = "/boot/initrd"
-	ISOImagePath = "/berth/system.sqfs"
+	ISOImagePath = "/" + bootstrap.MediaImagePath
 )
 
 // FromISO copies /boot/vmlinuz and /boot/initrd out of a Berth ISO (an

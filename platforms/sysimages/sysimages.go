@@ -134,7 +134,8 @@ type Image struct {
 	Size int64
 }
 
-// Build writes the OS's image tarballs into outDir and returns them.
+// Build writes the OS's images into outDir, as one tarball and as the
+// image store in outDir/store, and returns them.
 func Build(ctx context.Context, outDir string, opts ...Option) ([]Image, error) {
 	o := options{
 		version:    "dev",

@@ -1,5 +1,5 @@
-// Command sysimages writes the OS's image tarballs (base, console, docker)
-// for the image build: `sysimages -ros bin/ros -version V -out DIR`.
+// Command sysimages writes the OS's images (base, console, docker), as a
+// tarball and an image store, for the image build: `sysimages -ros bin/ros -version V -out DIR`.
 package main
 
 import (

@@ -319,14 +319,89 @@ func TestPrimeCgroups(t *testing.T) {
 
 func TestMemAvailable(t *testing.T) {
 	in := "MemTotal:        1004736 kB\nMemFree:          410224 kB\nMemAvailable:     495920 kB\nBuffers:            1234 kB\n"
-	got, err := parseMemAvailable(strings.NewReader(in))
+	got, err := parseMeminfo(strings.NewReader(in), "MemAvailable:")
 	if err != nil || got != 495920<<10 {
-		t.Errorf("parseMemAvailable = %d, %v; want %d", got, err, 495920<<10)
+		t.Errorf("parseMeminfo(MemAvailable) = %d, %v; want %d", got, err, 495920<<10)
 	}
-	if _, err := parseMemAvailable(strings.NewReader("MemTotal: 1 kB\n")); err == nil {
-		t.Error("parseMemAvailable without a MemAvailable line = nil error")
+	if got, err := parseMeminfo(strings.NewReader(in), "MemTotal:"); err != nil || got != 1004736<<10 {
+		t.Errorf("parseMeminfo(MemTotal) = %d, %v; want %d", got, err, 1004736<<10)
+	}
+	if _, err := parseMeminfo(strings.NewReader("MemTotal: 1 kB\n"), "MemAvailable:"); err == nil {
+		t.Error("parseMeminfo without a MemAvailable line = nil error")
 	}
 	if n, err := MemAvailable(); err != nil || n <= 0 {
 		t.Errorf("MemAvailable on this machine = %d, %v", n, err)
+	}
+}
+
+// The initramfs's few modules give way to the system image's full tree:
+// the tmpfs copies are gone (their RAM with them), the image's modules
+// are what /lib/modules shows, read-only, and the index read afterwards
+// resolves a module only the image has.
+func TestUseSystemModules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	root := t.TempDir()
+	dir := filepath.Join(root, "lib/modules/6.1.0-test")
+	sys := filepath.Join(root, "usr/lib/modules/6.1.0-test")
+	writeTestFile(t, filepath.Join(dir, "modules.dep"), "kernel/fs/isofs/isofs.ko:\n")
+	writeTestFile(t, filepath.Join(dir, "kernel/fs/isofs/isofs.ko"), strings.Repeat("i", 4096))
+	writeTestFile(t, filepath.Join(sys, "modules.dep"), "kernel/fs/isofs/isofs.ko:\nkernel/net/bridge/bridge.ko: kernel/net/802/stp.ko\nkernel/net/802/stp.ko:\n")
+	writeTestFile(t, filepath.Join(sys, "kernel/net/bridge/bridge.ko"), "bridge")
+
+	freed, err := UseSystemModules(sys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if freed != 4096+int64(len("kernel/fs/isofs/isofs.ko:\n")) {
+		t.Errorf("freed %d bytes, want the initramfs copies' size", freed)
+	}
+	md, err := LoadModuleDeps(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, missing := md.Order([]string{"bridge"})
+	if len(missing) != 0 || len(files) != 2 || !strings.HasSuffix(files[1], "bridge.ko") {
+		t.Errorf("bridge resolves to %v (missing %v), want stp then bridge from the image", files, missing)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kernel/fs/isofs/isofs.ko")); err == nil {
+		t.Error("the initramfs's isofs.ko still shows; the image has none")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o644); err == nil {
+		t.Error("the modules directory is writable; it should be the read-only image")
+	}
+	// Unmounted, the directory underneath is empty: the tmpfs copies are gone.
+	if err := unix.Unmount(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the initramfs's copies are still there under the mount: %v", ents)
+	}
+}
+
+// An image without its own modules (built before the split) changes
+// nothing.
+func TestUseSystemModulesWithoutThem(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "lib/modules/6.1.0-test")
+	writeTestFile(t, filepath.Join(dir, "modules.dep"), "")
+	freed, err := UseSystemModules(filepath.Join(root, "usr/lib/modules/6.1.0-test"), dir)
+	if err != nil || freed != 0 {
+		t.Fatalf("UseSystemModules = %d, %v; want 0, nil", freed, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "modules.dep")); err != nil {
+		t.Errorf("the initramfs's index is gone: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

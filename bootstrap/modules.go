@@ -28,6 +28,15 @@ func DefaultModules() []string {
 	}
 }
 
+// BootModules are the modules the initramfs carries: what reaches the
+// system image (MediaModules) and what PID 1 loads on every boot
+// (DefaultModules), so that neither waits on the system image's
+// decompression. The system image carries every module, and once these
+// are loaded its copy replaces the initramfs's (UseSystemModules).
+func BootModules() []string {
+	return append(MediaModules(), DefaultModules()...)
+}
+
 // EngineModules are what User Docker's bridge network, NAT and published
 // ports ask the kernel for (iptables-nft's tables, chains and xtables
 // matches, conntrack, br_netfilter). PID 1 loads them in the background
@@ -334,4 +343,42 @@ func Coldplug(log *Logger, md *ModuleDeps, sysDir string) (int, error) {
 		}
 	}
 	return total, errors.Join(errs...)
+}
+
+// UseSystemModules makes dir (the running kernel's module directory, on
+// the root tmpfs) show the system image's copy of it, sys: the files
+// under dir are removed, which gives their RAM back, and sys is bound
+// read-only over it. The initramfs carries only the modules that reach
+// the system image (MediaModules); the system image carries them all. It
+// returns how many bytes of files it removed; when sys does not exist (an
+// image from before the split) it changes nothing.
+func UseSystemModules(sys, dir string) (int64, error) {
+	if _, err := os.Stat(filepath.Join(sys, "modules.dep")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("system modules: %w", err)
+	}
+	var freed int64
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				freed += info.Size()
+			}
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		return 0, fmt.Errorf("system modules: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return freed, fmt.Errorf("system modules: %w", err)
+	}
+	if err := unix.Mount(sys, dir, "", unix.MS_BIND, ""); err != nil {
+		return freed, fmt.Errorf("system modules: bind %s on %s: %w", sys, dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return freed, fmt.Errorf("system modules: read-only %s: %w", dir, err)
+	}
+	return freed, nil
 }

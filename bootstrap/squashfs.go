@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -115,22 +114,27 @@ func readAll(p string) (int64, bool) {
 // MemAvailable is /proc/meminfo's MemAvailable, in bytes: what the kernel
 // can give without swapping.
 func MemAvailable() (int64, error) {
+	return meminfoField("MemAvailable:")
+}
+
+// meminfoField is the /proc/meminfo line named field, in bytes.
+func meminfoField(field string) (int64, error) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, fmt.Errorf("read meminfo: %w", err)
 	}
 	defer f.Close()
-	return parseMemAvailable(f)
+	return parseMeminfo(f, field)
 }
 
-func parseMemAvailable(r io.Reader) (int64, error) {
+func parseMeminfo(r io.Reader, field string) (int64, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "MemAvailable:" {
+		if len(f) >= 2 && f[0] == field {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("read meminfo: MemAvailable: %w", err)
+				return 0, fmt.Errorf("read meminfo: %s %w", field, err)
 			}
 			return kb << 10, nil
 		}
@@ -138,5 +142,5 @@ func parseMemAvailable(r io.Reader) (int64, error) {
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("read meminfo: %w", err)
 	}
-	return 0, errors.New("read meminfo: no MemAvailable line")
+	return 0, fmt.Errorf("read meminfo: no %s line", field)
 }

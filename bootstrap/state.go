@@ -51,7 +51,8 @@ const (
 	ext4Magic  = 0xEF53
 )
 
-// FSIdentity is the label and UUID of an ext2/3/4 filesystem.
+// FSIdentity is the label and UUID of an ext2/3/4 filesystem or a swap
+// area.
 type FSIdentity struct {
 	Label string
 	UUID  string
@@ -84,8 +85,8 @@ func blockDevices() []string {
 	return out
 }
 
-// FindDevice resolves LABEL=, UUID= or a path to a device node; "" when
-// nothing matches.
+// FindDevice resolves LABEL=, UUID= (of an ext2/3/4 filesystem or a swap
+// area) or a path to a device node; "" when nothing matches.
 func FindDevice(spec string) string {
 	key, val, ok := strings.Cut(spec, "=")
 	if !ok {
@@ -99,9 +100,12 @@ func FindDevice(spec string) string {
 		if err != nil {
 			continue
 		}
-		id, isExt := ReadExtIdentity(f)
+		id, ok := ReadExtIdentity(f)
+		if !ok {
+			id, ok = ReadSwapIdentity(f)
+		}
 		f.Close()
-		if !isExt {
+		if !ok {
 			continue
 		}
 		if (key == "LABEL" && id.Label == val) || (key == "UUID" && strings.EqualFold(id.UUID, val)) {

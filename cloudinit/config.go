@@ -4,7 +4,13 @@
 // user-data formats, and rendering to what the other packages consume.
 package cloudinit
 
-import "github.com/berthos/berth/netconf"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/berthos/berth/netconf"
+)
 
 // Config is one typed cloud-config: a single source's, or the merged
 // snapshot of one boot. YAML names are RancherOS 1.x's.
@@ -83,6 +89,59 @@ type Rancher struct {
 	BootstrapDocker Engine                  `yaml:"bootstrap_docker,omitempty" json:"bootstrap_docker,omitempty"`
 	Network         netconf.Config          `yaml:"network,omitempty" json:"network,omitempty"`
 	Install         Install                 `yaml:"install,omitempty" json:"install,omitempty"`
+	Zram            Zram                    `yaml:"zram,omitempty" json:"zram,omitempty"`
+}
+
+// Zram is `rancher.zram`: swap in compressed RAM (the kernel's zram), so
+// that a small machine pages its daemons' cold memory out, compressed,
+// instead of evicting the engine binaries' pages and reading them again.
+type Zram struct {
+	// Size is "auto" or empty (half the RAM on a machine with less than
+	// ZramAutoBelow of it, none on a bigger one), "0" (none), a size in
+	// bytes or with a K, M or G suffix ("128M"), or a share of the RAM
+	// ("50%").
+	Size string `yaml:"size,omitempty" json:"size,omitempty"`
+}
+
+// ZramAutoBelow is the RAM under which rancher.zram.size "auto" makes a
+// zram swap: 768 MiB (a 1 GiB machine reports about 970 MiB, and needs
+// none).
+const ZramAutoBelow = 768 << 20
+
+// Bytes is the zram device's size on a machine with memTotal bytes of
+// RAM; 0 means none.
+func (z Zram) Bytes(memTotal int64) (int64, error) {
+	s := strings.TrimSpace(z.Size)
+	switch {
+	case s == "" || s == "auto":
+		if memTotal < ZramAutoBelow {
+			return memTotal / 2, nil
+		}
+		return 0, nil
+	case strings.HasSuffix(s, "%"):
+		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+		if err != nil || n < 0 || n > 400 {
+			return 0, fmt.Errorf("zram size %q: want a percentage of the RAM from 0%% to 400%%", z.Size)
+		}
+		return int64(float64(memTotal) * n / 100), nil
+	}
+	mult := int64(1)
+	switch s[len(s)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("zram size %q: want auto, 0, a size (128M, 1G) or a percentage of the RAM (50%%)", z.Size)
+	}
+	return n * mult, nil
 }
 
 // CloudInit is `rancher.cloud_init`: where user-data comes from.

@@ -133,6 +133,7 @@ func TestParseReport(t *testing.T) {
 		{"bad port", "rancher:\n  services:\n    s:\n      ports: [\"80:99999\"]",
 			[]string{`user-data:4:15: rancher.services.s.ports[0]: want a port 1-65535 in "80:99999", got "99999"`},
 			Config{Rancher: Rancher{Services: map[string]*Service{"s": {}}}}},
+		{"bad zram size", "rancher:\n  zram: {size: lots}", []string{`user-data:2:16: rancher.zram.size: zram size "lots": want auto, 0, a size (128M, 1G) or a percentage of the RAM (50%)`}, Config{}},
 		{"ssh port", "rancher:\n  ssh: {port: 70000}", []string{`user-data:2:15: rancher.ssh.port: want a port 1-65535, got 70000`}, Config{}},
 		{"bad hostname", "hostname: a_b", []string{`user-data:1:11: hostname: "a_b" is not a valid hostname`}, Config{}},
 		{"unterminated quote in a service command", "rancher:\n  services:\n    s:\n      command: echo 'a",
@@ -232,5 +233,37 @@ func TestManyProblems(t *testing.T) {
 	}
 	if got := len(cfg.Rancher.CloudInit.Datasources); got != n {
 		t.Errorf("datasources kept = %d, want %d", got, n)
+	}
+}
+
+// rancher.zram.size: auto gives half the RAM only to small machines; a
+// size, a share or 0 is what it says.
+func TestZramBytes(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		size     string
+		memTotal int64
+		want     int64
+	}{
+		{"", 331 * mib, 165*mib + mib/2},
+		{"auto", 480 * mib, 240 * mib},
+		{"auto", 970 * mib, 0},
+		{"0", 331 * mib, 0},
+		{"128M", 970 * mib, 128 * mib},
+		{"1G", 331 * mib, 1 << 30},
+		{"65536k", 331 * mib, 64 * mib},
+		{"4096", 331 * mib, 4096},
+		{"25%", 400 * mib, 100 * mib},
+	}
+	for _, tt := range tests {
+		got, err := Zram{Size: tt.size}.Bytes(tt.memTotal)
+		if err != nil || got != tt.want {
+			t.Errorf("Zram{%q}.Bytes(%d MiB) = %d, %v; want %d", tt.size, tt.memTotal/mib, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1M", "500%", "M", "1.5G"} {
+		if _, err := (Zram{Size: bad}).Bytes(331 * mib); err == nil {
+			t.Errorf("Zram{%q}.Bytes: no error", bad)
+		}
 	}
 }

@@ -86,6 +86,9 @@ var datasourceTypes = []string{
 }
 
 func (r *Rancher) validate(ps *problems, p keyPath) {
+	if _, err := r.Zram.Bytes(1 << 30); err != nil {
+		ps.add(p.add("zram").add("size"), "%v", err)
+	}
 	if r.ShutdownTimeout < 0 {
 		ps.add(p.add("shutdown_timeout"), "want a number of seconds >= 0, got %d", r.ShutdownTimeout)
 	}

@@ -109,21 +109,40 @@ write_files:
     permissions: "0644"
     content: |
       written by write_files
+mounts:
+  - [LABEL=E2ESWAP, "", swap, ""]
+  - [LABEL=E2EDATA, /mnt/e2e-data, "", "ro,noatime"]
+bootcmd:
+  - "grep -q ' /mnt/e2e-data ' /proc/mounts && echo after the mounts > /run/e2e-bootcmd"
 %s`, pub, e2eDNS)
 	// The user-data and the busybox image for User Docker, from the host.
 	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
 	// An NVMe disk (EBS on EC2 Nitro): its driver is not in the boot's
 	// default list; coldplug loads it by the device's modalias.
+	// It holds a swap area, and a virtio disk an ext4 filesystem: the
+	// user-data's mounts name both by label.
 	nvme := filepath.Join(t.TempDir(), "nvme.img")
 	if err := os.WriteFile(nvme, make([]byte, 16<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := exec.Command("mkswap", "-L", "E2ESWAP", nvme).CombinedOutput(); err != nil {
+		t.Fatalf("mkswap: %v: %s", err, out)
+	}
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, "hello"), []byte("from the data disk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "data.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "E2EDATA", "-d", dataDir, data, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
 	vm := Boot(t, img, VMConfig{
-		Args: []string{"-drive", "file=" + nvme + ",if=none,id=nv0,format=raw", "-device", "nvme,drive=nv0,serial=e2envme"},
-		Net:  fwd,
+		Args: []string{"-drive", "file=" + nvme + ",if=none,id=nv0,format=raw", "-device", "nvme,drive=nv0,serial=e2envme",
+			"-drive", "file=" + data + ",if=virtio,format=raw"},
+		Net: fwd,
 		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data " +
 			// The command line beats user-data.
-			"cc.hostname=e2e-cmdline " +
+			"cc.hostname=e2e-cmdline rancher.zram.size=64M " +
 			"rancher.network.interfaces.eth0.address=10.0.2.15/24 rancher.network.interfaces.eth0.gateway=10.0.2.2",
 	})
 	ready := vm.WaitReady(bootTimeout)
@@ -147,6 +166,39 @@ write_files:
 		out, code, err := vm.Console("cat /sys/fs/cgroup/cgroup.subtree_control; cat /sys/fs/cgroup/berth.boot/cgroup.controllers", time.Minute)
 		if err != nil || code != 0 || strings.Count(out, "memory") != 2 || strings.Count(out, "cpuset") != 2 {
 			t.Errorf("cgroups: exit %d, %v: %q; want memory and cpuset enabled in the root and in berth.boot", code, err, out)
+		}
+	})
+	t.Run("zram swap from rancher.zram.size", func(t *testing.T) {
+		out, code, err := vm.Console("cat /proc/swaps", time.Minute)
+		if err != nil || code != 0 || !regexp.MustCompile(`(?m)^/dev/zram0\s+partition\s+65532\s`).MatchString(out) {
+			t.Errorf("/proc/swaps: exit %d, %v: %q; want /dev/zram0 of 64 MiB (65532 KiB after the header)", code, err, out)
+		}
+	})
+	t.Run("mounts and bootcmd from user-data", func(t *testing.T) {
+		out, code, err := vm.Console("cat /proc/swaps; grep ' /mnt/e2e-data ' /proc/mounts; cat /mnt/e2e-data/hello /run/e2e-bootcmd", time.Minute)
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^/dev/nvme0n1\s+partition\s+\d+\s+\d+\s+-\d+$`), // the disk swap, below zram
+			regexp.MustCompile(`(?m)^/dev/vd[a-z] /mnt/e2e-data ext4 ro,.*noatime`),
+			regexp.MustCompile(`(?m)^from the data disk$`),
+			regexp.MustCompile(`(?m)^after the mounts$`),
+		} {
+			if err != nil || code != 0 || !want.MatchString(out) {
+				t.Errorf("exit %d, %v: %q; want a line matching %s", code, err, out, want)
+			}
+		}
+		// The console container (SSH) sees the mount too.
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		if got, err := vm.SSH(ctx, key, "cat /mnt/e2e-data/hello", 3*time.Minute); err != nil || got != "from the data disk" {
+			t.Errorf("ssh cat /mnt/e2e-data/hello = %q, %v", got, err)
+		}
+	})
+	t.Run("kernel modules from the system image", func(t *testing.T) {
+		// The initramfs carries only the boot medium's drivers; the rest
+		// (bridge, loaded since) are the system image's, bound over them.
+		out, code, err := vm.Console(`grep " /lib/modules/" /proc/mounts; grep -c "^bridge " /proc/modules`, time.Minute)
+		if err != nil || code != 0 || !strings.Contains(out, "squashfs ro") || !strings.HasSuffix(out, "\n1") {
+			t.Errorf("modules: exit %d, %v: %q; want /lib/modules/RELEASE a read-only squashfs and bridge loaded", code, err, out)
 		}
 	})
 	t.Run("static address from rancher.network", func(t *testing.T) {

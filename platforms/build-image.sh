@@ -3,8 +3,10 @@
 # dpkg-deb -x, nothing installed on the build machine) into $OUT:
 #   vmlinuz       the Debian kernel (bzImage)
 #   vmlinux       the same kernel as an ELF, for qemu's faster PVH boot
-#   initrd.small  gzip cpio: ros as /init, busybox, kernel modules
-#   system.sqfs   zstd squashfs mounted at /usr: dockerd, containerd, runc,
+#   initrd.small  gzip cpio: ros as /init, busybox, the kernel modules that
+#                 reach the system image
+#   system.sqfs   zstd squashfs mounted at /usr: every kernel module
+#                 (lib/modules), dockerd, containerd, runc,
 #                 tini, their libraries, the system image tarballs, and
 #                 the installer's tools (grub-mkimage + modules, mkfs.fat,
 #                 mtools, mke2fs, debugfs)
@@ -22,7 +24,8 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/n
 export LC_ALL=C TZ=UTC
 log() { printf '[image %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-# The kernel modules Berth's job needs; their dependencies come along. A
+# The kernel modules Berth's job needs (in the system image); their
+# dependencies come along. A
 # name ending in / is a directory of the kernel's tree: every module in it.
 # PID 1 loads bootstrap.DefaultModules at boot; the rest load when the
 # kernel asks for them (/sbin/modprobe is ros, resolving modules.alias):
@@ -34,7 +37,7 @@ MODULES=(
   squashfs loop overlay
   bridge br_netfilter veth 8021q bonding tun macvlan vxlan
   nf_nat nf_conntrack xt_conntrack xt_addrtype xt_MASQUERADE iptable_nat iptable_filter
-  button evdev xfrm_user nfnetlink
+  button evdev xfrm_user nfnetlink zram
   kernel/net/netfilter/ kernel/net/ipv4/netfilter/ kernel/net/ipv6/netfilter/ kernel/net/bridge/netfilter/
   ena nvme  # EC2 Nitro: the ENA NIC and EBS volumes as NVMe (nvme_core comes along)
 )
@@ -90,7 +93,12 @@ for a in $("$R/bin/busybox" --list | sort); do
 done
 ln -s usr/lib64 "$R/lib64"
 ln -s ../usr/lib/x86_64-linux-gnu "$R/lib/x86_64-linux-gnu"
-"$MKIMAGE" modules "$KROOT/lib/modules/$KVER" "$R/lib/modules/$KVER" "${MODULES[@]}" 2>"$OUT/modules.log" || { cat "$OUT/modules.log" >&2; exit 1; }
+# Only what PID 1 loads before the system image's modules are bound over
+# /lib/modules (bootstrap.BootModules: the CD-ROM, disk and loop drivers,
+# squashfs, then the default drivers, filesystems and bridge); every
+# module sits in the system image, and the initramfs's copies are removed
+# once loaded, so no module keeps RAM in the root tmpfs.
+"$MKIMAGE" modules -boot "$KROOT/lib/modules/$KVER" "$R/lib/modules/$KVER" 2>"$OUT/modules.log" || { cat "$OUT/modules.log" >&2; exit 1; }
 cat > "$R/etc/passwd" <<'P'
 root:x:0:0:root:/root:/bin/sh
 rancher:x:1100:1100:rancher:/home/rancher:/bin/sh
@@ -124,6 +132,7 @@ for b in "${ENGINE_BINS[@]}"; do
   done
   [ -e "$S/$b" ] || [ -L "$S/$b" ] || { echo "missing engine binary usr/$b" >&2; exit 1; }
 done
+"$MKIMAGE" modules "$KROOT/lib/modules/$KVER" "$S/lib/modules/$KVER" "${MODULES[@]}" 2>>"$OUT/modules.log" || { cat "$OUT/modules.log" >&2; exit 1; }
 # ext4 tools for the state disk (busybox's mke2fs makes only ext2).
 for b in mke2fs e2fsck resize2fs; do cp "$CACHE/pkg/e2fsprogs/sbin/$b" "$S/sbin/$b"; done
 ln -s mke2fs "$S/sbin/mkfs.ext4"; ln -s e2fsck "$S/sbin/fsck.ext4"
@@ -171,7 +180,7 @@ fi
 find "$S" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 log "system.sqfs ($(du -sh "$S" | cut -f1) uncompressed)"
 rm -f "$OUT/system.sqfs"
-env -u SOURCE_DATE_EPOCH mksquashfs "$S" "$OUT/system.sqfs" -comp zstd -Xcompression-level ${SQFS_LEVEL:-15} -b 1M \
+env -u SOURCE_DATE_EPOCH mksquashfs "$S" "$OUT/system.sqfs" -comp zstd -Xcompression-level ${SQFS_LEVEL:-15} -b ${SQFS_BLOCK:-128K} \
   -all-root -no-xattrs -noappend -quiet -no-progress \
   -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" >/dev/null
 

@@ -39,6 +39,8 @@ type engineOptions struct {
 	pingLimit time.Duration
 	backoff   [3]time.Duration
 	userWait  time.Duration
+	// shimRos is ros, standing in for System Docker's shim (WithShimGroup).
+	shimRos string
 }
 
 // Option configures StartEngines.
@@ -162,10 +164,18 @@ func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, cloudinit.E
 	if logPath == "" {
 		logPath = defaultSystemLog
 	}
+	env := sysCfg.Environment
+	if e.o.shimRos != "" {
+		shim, err := shimEnv(e.o.root, e.o.shimRos)
+		if err != nil {
+			e.o.log.Warn("system docker: each service gets a shim of its own", "err", err)
+		}
+		env = append(append([]string(nil), env...), shim...)
+	}
 	return daemonConfig{
 		name: "system-docker", bin: e.o.dockerd,
 		args:    append(DockerdArgs(sysCfg, SystemDockerDefaults()), e.o.extraArgs...),
-		env:     sysCfg.Environment,
+		env:     env,
 		logPath: e.o.path(logPath), socket: sock, execRoot: sysCfg.ExecRoot,
 		log: e.o.log, pingLimit: e.o.pingLimit,
 		onRestart: func(ctx context.Context) {

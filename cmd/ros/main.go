@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berthos/berth/sysinit"
 )
 
 // version is set at build time by the Makefile (-X main.version).
@@ -41,6 +43,11 @@ func run(name string, args []string) int {
 		args = append([]string{name}, args...)
 	case "ntpd":
 		args = append([]string{"ntp"}, args...)
+	case sysinit.ShimName:
+		// System Docker's containerd starting a service's shim.
+		err := sysinit.RunShim(os.Args[0], args)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	default:
 		// "ros" and any unknown name (ros.test, a renamed copy) act as the CLI.
 	}

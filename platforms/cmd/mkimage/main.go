@@ -2,6 +2,9 @@
 //
 //	mkimage vmlinux BZIMAGE OUT            extract the ELF kernel for PVH boot
 //	mkimage modules SRC DST NAME...        copy modules + deps, write modules.dep
+//	mkimage modules -boot SRC DST          the same for the modules PID 1 loads
+//	                                       before the system image's are bound
+//	                                       (bootstrap.BootModules)
 //	mkimage cpio [-gzip] DIR OUT           reproducible newc archive of DIR
 //
 // The mtime of cpio entries is SOURCE_DATE_EPOCH (0 when unset).
@@ -18,6 +21,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/berthos/berth/bootstrap"
 	"github.com/berthos/berth/internal/atomicfile"
 	"github.com/berthos/berth/platforms/image"
 )
@@ -59,21 +63,34 @@ func run(args []string) error {
 		}
 		return atomicfile.Write(args[2], out, 0o644)
 	case "modules":
-		if len(args) < 4 {
-			return fmt.Errorf("usage: mkimage modules SRC DST NAME [NAME]")
+		fs := flag.NewFlagSet("modules", flag.ContinueOnError)
+		boot := fs.Bool("boot", false, "the modules PID 1 loads from the initramfs (bootstrap.BootModules)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
 		}
-		mods, err := image.ScanModules(args[1])
+		src, dst, names := fs.Arg(0), fs.Arg(1), fs.Args()
+		if *boot {
+			names = bootstrap.BootModules()
+		} else if len(names) > 2 {
+			names = names[2:]
+		} else {
+			names = nil
+		}
+		if dst == "" || len(names) == 0 {
+			return fmt.Errorf("usage: mkimage modules SRC DST NAME [NAME] or mkimage modules -boot SRC DST")
+		}
+		mods, err := image.ScanModules(src)
 		if err != nil {
 			return err
 		}
-		order, missing, err := image.Closure(args[1], mods, args[3:])
+		order, missing, err := image.Closure(src, mods, names)
 		if err != nil {
 			return err
 		}
 		for _, m := range missing {
 			fmt.Fprintf(os.Stderr, "mkimage: module %s: not a module (built in?), skipped\n", m)
 		}
-		return image.CopyModules(args[1], args[2], order)
+		return image.CopyModules(src, dst, order)
 	case "cpio":
 		fs := flag.NewFlagSet("cpio", flag.ContinueOnError)
 		gz := fs.Bool("gzip", false, "compress with gzip")

@@ -107,33 +107,6 @@ func Swapon(dev string, priority int) error {
 	return nil
 }
 
-// Swapoff stops swapping to dev, moving what it holds back into RAM.
-func Swapoff(dev string) error {
-	p, err := unix.BytePtrFromString(dev)
-	if err != nil {
-		return fmt.Errorf("swapoff %s: %w", dev, err)
-	}
-	if _, _, e := unix.Syscall(unix.SYS_SWAPOFF, uintptr(unsafe.Pointer(p)), 0, 0); e != 0 {
-		return fmt.Errorf("swapoff %s: %w", dev, e)
-	}
-	return nil
-}
-
-// Swaps are the areas in use, from /proc/swaps.
-func Swaps() ([]string, error) {
-	data, err := os.ReadFile("/proc/swaps")
-	if err != nil {
-		return nil, fmt.Errorf("read /proc/swaps: %w", err)
-	}
-	var out []string
-	for i, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); i > 0 && len(f) > 0 {
-			out = append(out, f[0])
-		}
-	}
-	return out, nil
-}
-
 // ZramPriority is the swap priority of the zram device: above any disk
 // swap of mounts, so pages go to compressed RAM first.
 const ZramPriority = 100

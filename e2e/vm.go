@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berthos/berth/platforms/install"
 )
 
 // ReadyLine is what PID 1 prints when the boot is complete
@@ -114,13 +116,16 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		netdev += "," + c.Net
 	}
 	initrd := filepath.Join(img.Dir, "initrd")
+	// What installed disks and cloud images have (install.WholeInitrdArg).
+	base := "console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + install.WholeInitrdArg + " "
 	if c.ISO != "" {
+		base = "console=ttyS0 panic=-1 rancher.autologin=ttyS0 "
 		initrd = filepath.Join(img.Dir, "initrd.small")
 		args = append(args, "-drive", "file="+c.ISO+",media=cdrom,readonly=on")
 	}
 	args = append(args,
 		"-kernel", filepath.Join(img.Dir, "vmlinux"), "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 rancher.autologin=ttyS0 "+c.Cmdline),
+		"-append", strings.TrimSpace(base+c.Cmdline),
 	)
 	if c.SecondNICMAC == "" {
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"+macOpt(c.NICMAC))

@@ -72,6 +72,15 @@ const StateLabel = "RANCHER_STATE"
 // the state partition (RancherOS's path).
 const CloudConfigPath = "var/lib/rancher/conf/cloud-config.yml"
 
+// WholeInitrdArg goes on the command line of every boot of the whole
+// initrd (the system image inside it): the kernel unpacks the initramfs
+// into a tmpfs capped at half the RAM it counts then, which leaves out the
+// initrd's own 80 MB; below about 384 MiB the 95 MB of files no longer fit,
+// the unpacking fails ("Initramfs unpacking failed: write error") and the
+// system image is cut short. A ramfs has no cap; PID 1 moves all but the
+// system image into a tmpfs at once anyway.
+const WholeInitrdArg = "rootfstype=ramfs"
+
 // KernelCmdline is the installed system's kernel command line for platform
 // p, with extra (the -a argument) appended.
 func KernelCmdline(p Platform, extra string) string {
@@ -82,7 +91,7 @@ func KernelCmdline(p Platform, extra string) string {
 	for _, c := range p.Consoles() {
 		args = append(args, "console="+c)
 	}
-	args = append(args, "panic=10")
+	args = append(args, WholeInitrdArg, "panic=10")
 	if extra = strings.TrimSpace(extra); extra != "" {
 		args = append(args, extra)
 	}

@@ -15,10 +15,10 @@ func TestKernelCmdline(t *testing.T) {
 		extra    string
 		want     string
 	}{
-		{Generic, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 panic=10"},
-		{Amazon, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 panic=10"},
-		{GCE, " rancher.debug ", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 panic=10 rancher.debug"},
-		{OpenStack, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 panic=10"},
+		{Generic, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
+		{Amazon, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
+		{GCE, " rancher.debug ", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 rootfstype=ramfs panic=10 rancher.debug"},
+		{OpenStack, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.platform), func(t *testing.T) {

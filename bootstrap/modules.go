@@ -348,8 +348,8 @@ func Coldplug(log *Logger, md *ModuleDeps, sysDir string) (int, error) {
 // UseSystemModules makes dir (the running kernel's module directory, on
 // the root tmpfs) show the system image's copy of it, sys: the files
 // under dir are removed, which gives their RAM back, and sys is bound
-// read-only over it. The initramfs carries only the modules that reach
-// the system image (MediaModules); the system image carries them all. It
+// read-only over it. The initramfs carries only BootModules; the system
+// image carries them all. It
 // returns how many bytes of files it removed; when sys does not exist (an
 // image from before the split) it changes nothing.
 func UseSystemModules(sys, dir string) (int64, error) {

@@ -117,6 +117,11 @@ func MemAvailable() (int64, error) {
 	return meminfoField("MemAvailable:")
 }
 
+// MemTotal is /proc/meminfo's MemTotal, in bytes.
+func MemTotal() (int64, error) {
+	return meminfoField("MemTotal:")
+}
+
 // meminfoField is the /proc/meminfo line named field, in bytes.
 func meminfoField(field string) (int64, error) {
 	f, err := os.Open("/proc/meminfo")

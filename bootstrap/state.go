@@ -69,9 +69,13 @@ func ReadExtIdentity(r io.ReaderAt) (id FSIdentity, ok bool) {
 		return id, false
 	}
 	id.Label = string(bytes.TrimRight(sb[120:136], "\x00"))
-	u := sb[104:120]
-	id.UUID = fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	id.UUID = formatUUID(sb[104:120])
 	return id, true
+}
+
+// formatUUID writes a 16-byte UUID in its usual 8-4-4-4-12 form.
+func formatUUID(u []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // blockDevices lists /dev/<name> for every block device, sorted.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,9 +56,7 @@ func MakeSwap(f *os.File, size int64, label string) ([16]byte, error) {
 }
 
 // IsSwap says whether r starts with a swap area's header.
-func IsSwap(r interface {
-	ReadAt([]byte, int64) (int, error)
-}) bool {
+func IsSwap(r io.ReaderAt) bool {
 	page := int64(os.Getpagesize())
 	sig := make([]byte, len(swapSignature))
 	if _, err := r.ReadAt(sig, page-int64(len(sig))); err != nil {
@@ -74,9 +73,7 @@ const (
 
 // ReadSwapIdentity reads the label and UUID of the swap area r holds; ok
 // is false when r holds none.
-func ReadSwapIdentity(r interface {
-	ReadAt([]byte, int64) (int, error)
-}) (id FSIdentity, ok bool) {
+func ReadSwapIdentity(r io.ReaderAt) (id FSIdentity, ok bool) {
 	if !IsSwap(r) {
 		return id, false
 	}
@@ -84,8 +81,7 @@ func ReadSwapIdentity(r interface {
 	if _, err := r.ReadAt(info, 1036); err != nil {
 		return id, false
 	}
-	u := info[:16]
-	id.UUID = fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	id.UUID = formatUUID(info[:16])
 	id.Label = strings.TrimRight(string(info[16:]), "\x00")
 	return id, true
 }
@@ -159,9 +155,4 @@ func freeZram(sysDir string) (string, error) {
 		return "", fmt.Errorf("zram: add a device: %w", err)
 	}
 	return strings.TrimSpace(string(data)), nil
-}
-
-// MemTotal is /proc/meminfo's MemTotal, in bytes.
-func MemTotal() (int64, error) {
-	return meminfoField("MemTotal:")
 }

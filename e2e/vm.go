@@ -116,10 +116,11 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		netdev += "," + c.Net
 	}
 	initrd := filepath.Join(img.Dir, "initrd")
-	// What installed disks and cloud images have (install.WholeInitrdArg).
-	base := "console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + install.WholeInitrdArg + " "
-	if c.ISO != "" {
-		base = "console=ttyS0 panic=-1 rancher.autologin=ttyS0 "
+	base := "console=ttyS0 panic=-1 rancher.autologin=ttyS0 "
+	if c.ISO == "" {
+		// What installed disks and cloud images have.
+		base += install.WholeInitrdArg + " "
+	} else {
 		initrd = filepath.Join(img.Dir, "initrd.small")
 		args = append(args, "-drive", "file="+c.ISO+",media=cdrom,readonly=on")
 	}

@@ -322,9 +322,10 @@ func (b *pid1Boot) systemModules(md *bootstrap.ModuleDeps) (*bootstrap.ModuleDep
 	if err != nil {
 		return md, err
 	}
-	if freed > 0 {
-		b.log.Printf("kernel modules: %s from the system image (%d KiB of RAM given back)", dir, freed>>10)
+	if freed == 0 {
+		return md, nil // an image without its own modules: nothing changed
 	}
+	b.log.Printf("kernel modules: %s from the system image (%d KiB of RAM given back)", dir, freed>>10)
 	b.md = nil
 	full, err := b.moduleDeps()
 	if err != nil {

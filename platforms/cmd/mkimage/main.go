@@ -68,13 +68,12 @@ func run(args []string) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		src, dst, names := fs.Arg(0), fs.Arg(1), fs.Args()
+		src, dst := fs.Arg(0), fs.Arg(1)
+		var names []string
 		if *boot {
 			names = bootstrap.BootModules()
-		} else if len(names) > 2 {
-			names = names[2:]
-		} else {
-			names = nil
+		} else if fs.NArg() > 2 {
+			names = fs.Args()[2:]
 		}
 		if dst == "" || len(names) == 0 {
 			return fmt.Errorf("usage: mkimage modules SRC DST NAME [NAME] or mkimage modules -boot SRC DST")

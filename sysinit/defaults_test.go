@@ -57,6 +57,11 @@ func TestDefaultServicesComeUpInOrder(t *testing.T) {
 	}
 	ucli, _ := NewClient(filepath.Join(root, "/var/run/docker.sock"))
 	defer ucli.Close()
+	// udev, network, syslog and ntp come after docker, which means after
+	// User Docker answers: when the services are started, it does.
+	if _, err := ucli.Ping(ctx, client.PingOptions{}); err != nil {
+		t.Errorf("the services are started but User Docker does not answer: %v", err)
+	}
 	for time.Since(t0) < 60*time.Second {
 		if _, err := ucli.Ping(ctx, client.PingOptions{}); err == nil {
 			break
@@ -86,9 +91,12 @@ func TestDefaultServicesComeUpInOrder(t *testing.T) {
 		}
 	}
 	// What user-data configures (write_files, runcmd) is done before
-	// the console, ntp and User Docker start; the rest start together.
-	for _, n := range []string{"ntp", "console", "docker"} {
+	// the console and User Docker start; the rest wait for User Docker.
+	for _, n := range []string{"console", "docker"} {
 		before("cloud-init-execute", n, true) // a one-shot: finished first
+	}
+	for _, n := range []string{"udev", "network", "syslog", "ntp"} {
+		before("docker", n, false)
 	}
 
 	// The console image's dropbear (Debian's, with its libraries) answers.

@@ -256,7 +256,8 @@ func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) erro
 	}
 	svc := NewServices("system-docker", e.System.Client,
 		WithServicesLogger(o.log), WithStateFile(o.path(serviceStateFile)),
-		WithBackoff(o.backoff[0], o.backoff[1], o.backoff[2]))
+		WithBackoff(o.backoff[0], o.backoff[1], o.backoff[2]),
+		WithGate(UserDockerService, e.userReady))
 	e.mu.Lock()
 	e.Services = svc
 	e.mu.Unlock()
@@ -365,12 +366,9 @@ func (e *Engines) linkUserSocket() error {
 
 // startUser waits for User Docker, loads its preloaded images and
 // reconciles the user-scope services on it.
-func (e *Engines) startUser(ctx context.Context, specs []Spec) {
-	cli, err := NewClient(e.userSocket())
-	if err != nil {
-		e.o.log.Error("user docker", "err", err)
-		return
-	}
+// waitUser polls User Docker's /_ping until it answers, for at most
+// userWait.
+func (e *Engines) waitUser(ctx context.Context, cli *client.Client) error {
 	wctx, cancel := context.WithTimeout(ctx, e.o.userWait)
 	defer cancel()
 	for {
@@ -378,14 +376,37 @@ func (e *Engines) startUser(ctx context.Context, specs []Spec) {
 		_, err := cli.Ping(pctx, client.PingOptions{})
 		pcancel()
 		if err == nil {
-			break
+			return nil
 		}
 		select {
 		case <-wctx.Done():
-			e.o.log.Error("user docker did not answer", "socket", e.userSocket(), "err", err)
-			return
+			return fmt.Errorf("wait for user docker: %w", err)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// userReady is the gate on the user engine's service: what comes after
+// docker needs User Docker answering, and holding the OS's other
+// services back until then gives User Docker's start the CPU.
+func (e *Engines) userReady(ctx context.Context) error {
+	cli, err := NewClient(e.userSocket())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return e.waitUser(ctx, cli)
+}
+
+func (e *Engines) startUser(ctx context.Context, specs []Spec) {
+	cli, err := NewClient(e.userSocket())
+	if err != nil {
+		e.o.log.Error("user docker", "err", err)
+		return
+	}
+	if err := e.waitUser(ctx, cli); err != nil {
+		e.o.log.Error("user docker did not answer", "socket", e.userSocket(), "err", err)
+		return
 	}
 	e.o.log.Info("user docker up")
 	if refs, err := LoadPreload(ctx, cli, e.o.path(userPreloadDir)); err != nil {

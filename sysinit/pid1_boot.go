@@ -151,7 +151,6 @@ func RunPID1Boot(version string) {
 		}
 		b.log.Printf("%s (%.3f s since the kernel started)", PID1ReadyLine, bootstrap.Uptime().Seconds())
 		b.autologin()
-		b.waitUserDocker(ctx)
 	}()
 	go b.watchPowerButton(power)
 	hup := make(chan os.Signal, 1)
@@ -680,6 +679,9 @@ func (b *pid1Boot) engines(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The services after docker wait for User Docker to answer, so the
+	// boot is complete only after it: mark it as it happens.
+	go b.waitUserDocker(b.life)
 	if err := e.StartServices(ctx, b.cfg); err != nil {
 		return err
 	}

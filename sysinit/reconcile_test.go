@@ -2,9 +2,11 @@ package sysinit
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -189,6 +191,66 @@ func TestReconcileOrderAndOneShots(t *testing.T) {
 	}
 	if in.Container.State.Status != "created" {
 		t.Errorf("createonly service state = %s, want created", in.Container.State.Status)
+	}
+}
+
+// TestReconcileGate: what comes after a gated service (docker, whose
+// gate is User Docker answering) is created only once the gated
+// container runs and its gate has passed, the gate is asked once for all
+// of them, and a failing gate is logged while its dependents still start.
+func TestReconcileGate(t *testing.T) {
+	_, d := engineWithImages(t)
+	ctx := context.Background()
+	specs := specsOf(map[string]cloudinit.Service{
+		"engine": svc("sleep 3600"),
+		"late1":  svc("sleep 3600", cloudinit.LabelAfter, "engine"),
+		"late2":  svc("sleep 3600", cloudinit.LabelAfter, "engine"),
+		"peer":   svc("sleep 3600"),
+	})
+	exists := func(name string) bool {
+		_, err := d.Client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		return err == nil
+	}
+	var calls atomic.Int32
+	gate := func(ctx context.Context) error {
+		calls.Add(1)
+		in, err := d.Client.ContainerInspect(ctx, "engine", client.ContainerInspectOptions{})
+		if err != nil || !in.Container.State.Running {
+			t.Errorf("the gate was asked before its service ran: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond) // the dependents would be created by now
+		for _, n := range []string{"late1", "late2"} {
+			if exists(n) {
+				t.Errorf("%s was created before the gate of engine passed", n)
+			}
+		}
+		return nil
+	}
+	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)), WithGate("engine", gate))
+	res, err := s.Reconcile(ctx, specs)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer"}, res.Started); diff != "" {
+		t.Errorf("started services (-want +got):\n%s", diff)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the gate was asked %d times, want once", n)
+	}
+
+	for _, n := range []string{"engine", "late1", "late2", "peer"} {
+		if _, err := d.Client.ContainerRemove(ctx, n, client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)),
+		WithGate("engine", func(context.Context) error { return errors.New("wait for user docker: deadline exceeded") }))
+	res, err = s.Reconcile(ctx, specs)
+	if err != nil {
+		t.Fatalf("Reconcile with a failing gate: %v, want the dependents started anyway", err)
+	}
+	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer"}, res.Started); diff != "" {
+		t.Errorf("started services with a failing gate (-want +got):\n%s", diff)
 	}
 }
 

@@ -60,6 +60,10 @@ type Services struct {
 	// stopped answering.
 	onReconnect func(ctx context.Context)
 
+	// gates are readiness checks: what comes after a gated service also
+	// waits for its check (WithGate).
+	gates map[string]func(context.Context) error
+
 	mu         sync.Mutex
 	states     map[string]*serviceState
 	byID       map[string]string // container ID -> service name
@@ -88,6 +92,20 @@ func WithStateFile(path string) ServicesOption {
 // bring services back after the engine restarted.
 func WithReconnect(fn func(ctx context.Context)) ServicesOption {
 	return func(s *Services) { s.onReconnect = fn }
+}
+
+// WithGate makes what comes after the service name wait, once its
+// container has started, for ready to return as well: a dependency on
+// the user engine is one on User Docker answering, not on its container
+// running. An error from ready is logged and the dependents start
+// anyway, so that a broken engine does not hold back the others.
+func WithGate(name string, ready func(ctx context.Context) error) ServicesOption {
+	return func(s *Services) {
+		if s.gates == nil {
+			s.gates = map[string]func(context.Context) error{}
+		}
+		s.gates[name] = ready
+	}
 }
 
 // WithServicesLogger sets the logger (default slog.Default()).
@@ -220,6 +238,18 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 	for _, sp := range ordered {
 		results[sp.Name] = &result{done: make(chan struct{})}
 	}
+	// Each gate is waited for once, by the first of its dependents.
+	gated := map[string]func() error{}
+	for name, ready := range s.gates {
+		gated[name] = sync.OnceValue(func() error {
+			t0 := time.Now()
+			err := ready(ctx)
+			if err == nil {
+				s.log.Info("service ready", "engine", s.engine, "service", name, "waited", time.Since(t0).Round(time.Millisecond))
+			}
+			return err
+		})
+	}
 	var mu sync.Mutex
 	record := func(list *[]string, name string) {
 		mu.Lock()
@@ -241,6 +271,11 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 					s.setError(sp, r.err)
 					s.log.Error("service not started", "engine", s.engine, "service", sp.Name, "err", r.err)
 					return
+				}
+				if ready := gated[dep]; ready != nil {
+					if err := ready(); err != nil {
+						s.log.Warn("starting anyway", "engine", s.engine, "service", sp.Name, "after", dep, "err", err)
+					}
 				}
 			}
 			id, how, err := s.ensure(ctx, sp, actual)

@@ -33,9 +33,9 @@ func TestDefaultServices(t *testing.T) {
 	if len(blocked) != 0 {
 		t.Fatalf("default services blocked: %v", blocked)
 	}
-	// udev, network, syslog and cloud-init-execute depend on nothing (PID 1
-	// applied drivers and network before); console, docker and ntp come
-	// after cloud-init-execute. Ties are in name order.
+	// cloud-init-execute depends on nothing (PID 1 applied drivers and
+	// network before); console and docker come after it, and udev,
+	// network, ntp and syslog after docker. Ties are in name order.
 	want := []string{"cloud-init-execute", "console", "docker", "network", "ntp", "syslog", "udev"}
 	if diff := cmp.Diff(want, names(ordered)); diff != "" {
 		t.Errorf("default services in start order (-want +got):\n%s", diff)

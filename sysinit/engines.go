@@ -41,6 +41,9 @@ type engineOptions struct {
 	userWait  time.Duration
 	// shimRos is ros, standing in for System Docker's shim (WithShimGroup).
 	shimRos string
+	// steps are what services may come after that PID 1 runs itself
+	// (WithBootStep).
+	steps map[string]func(context.Context) error
 }
 
 // Option configures StartEngines.
@@ -50,6 +53,24 @@ type Option func(*engineOptions)
 // service state file, the User Docker socket link) under dir; default "/".
 // The engines' own paths come from the config.
 func WithRoot(dir string) Option { return func(o *engineOptions) { o.root = dir } }
+
+// CloudInitExecute is the step that applies users' config (write_files,
+// ssh keys, runcmd): RancherOS ran it as a one-shot service, Berth's PID
+// 1 runs it while System Docker starts, and the services that come after
+// it (the console, User Docker) wait for it by this name.
+const CloudInitExecute = "cloud-init-execute"
+
+// WithBootStep makes name, a step outside System Docker, something its
+// services can come after (io.rancher.os.after): they wait for done to
+// return.
+func WithBootStep(name string, done func(ctx context.Context) error) Option {
+	return func(o *engineOptions) {
+		if o.steps == nil {
+			o.steps = map[string]func(context.Context) error{}
+		}
+		o.steps[name] = done
+	}
+}
 
 // WithDockerd sets the dockerd binary (default "dockerd" on PATH).
 func WithDockerd(path string) Option { return func(o *engineOptions) { o.dockerd = path } }
@@ -254,10 +275,13 @@ func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) erro
 	if err := e.linkUserSocket(); err != nil {
 		o.log.Warn("user docker socket link", "err", err)
 	}
-	svc := NewServices("system-docker", e.System.Client,
-		WithServicesLogger(o.log), WithStateFile(o.path(serviceStateFile)),
+	opts := []ServicesOption{WithServicesLogger(o.log), WithStateFile(o.path(serviceStateFile)),
 		WithBackoff(o.backoff[0], o.backoff[1], o.backoff[2]),
-		WithGate(UserDockerService, e.userReady))
+		WithGate(UserDockerService, e.userReady)}
+	for name, done := range o.steps {
+		opts = append(opts, WithGate(name, done))
+	}
+	svc := NewServices("system-docker", e.System.Client, opts...)
 	e.mu.Lock()
 	e.Services = svc
 	e.mu.Unlock()

@@ -62,6 +62,11 @@ type pid1Boot struct {
 	systemErr  error
 	systemDone chan struct{}
 
+	// cieDone is closed when cloud-init-execute has finished, cieErr
+	// then saying how.
+	cieDone chan struct{}
+	cieErr  error
+
 	// md is the kernel's module index, read once (moduleDeps).
 	md *bootstrap.ModuleDeps
 }
@@ -118,7 +123,7 @@ func RunPID1Boot(version string) {
 		}
 	}()
 
-	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline(), version: version}
+	b := &pid1Boot{log: bootstrap.NewLogger(pid1Console()), tl: bootstrap.NewTimeline(), version: version, cieDone: make(chan struct{})}
 	b.slog = slog.New(slog.NewTextHandler(&pid1Lines{log: b.log}, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
@@ -185,6 +190,7 @@ func pid1Phases() []pid1Phase {
 		{name: "mounts (config)", run: (*pid1Boot).mounts},
 		{name: "network", run: (*pid1Boot).network},
 		{name: "bootcmd", run: (*pid1Boot).bootcmd},
+		{name: "cloud-init-execute (background)", run: (*pid1Boot).cloudInitExecute},
 		{name: "engines", fatal: true, run: (*pid1Boot).engines},
 	}
 }
@@ -530,6 +536,69 @@ func (b *pid1Boot) bootcmd(ctx context.Context) error {
 	return cloudinit.RunCommands(ctx, b.cfg.Bootcmd, cloudinit.WithLogger(b.slog.With("step", "bootcmd")))
 }
 
+// cloudInitExecute starts `ros cloud-init-execute` on the host's / in
+// the background, with this boot's config saved: write_files, ssh keys,
+// hostname, sysctl, runcmd and the user-data script. RancherOS ran it as
+// System Docker's first container, on the way to User Docker; under TCG
+// that container cost 4 s after System Docker answered. Here it runs
+// while System Docker starts, and what comes after it (the console, User
+// Docker) waits for it (waitCloudInitExecute). Its output goes to
+// /var/log/cloud-init-execute.log.
+func (b *pid1Boot) cloudInitExecute(ctx context.Context) error {
+	finish := func(err error) error {
+		b.cieErr = err
+		close(b.cieDone)
+		return err
+	}
+	f, err := os.OpenFile(CloudInitExecuteLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return finish(fmt.Errorf("cloud-init-execute: %w", err))
+	}
+	cmd := exec.CommandContext(b.life, "/bin/ros", "cloud-init-execute")
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return finish(fmt.Errorf("cloud-init-execute: %w", err))
+	}
+	end := b.tl.Begin(CloudInitExecute)
+	t0 := time.Now()
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		end(err)
+		if err != nil {
+			err = fmt.Errorf("cloud-init-execute: %w (its output is in %s)", err, CloudInitExecuteLog)
+			b.log.Printf("%v", err)
+		} else {
+			b.log.Printf("cloud-init-execute done (%s); its output is in %s", time.Since(t0).Round(time.Millisecond), CloudInitExecuteLog)
+		}
+		_ = finish(err)
+	}()
+	return nil
+}
+
+// CloudInitExecuteLog is where PID 1's cloud-init-execute writes.
+const CloudInitExecuteLog = "/var/log/cloud-init-execute.log"
+
+// waitCloudInitExecute is the services' wait for cloud-init-execute. One
+// that is still running after cloudInitExecuteWait (a runcmd that hangs)
+// goes on running, and the console starts, so the machine can be fixed.
+func (b *pid1Boot) waitCloudInitExecute(ctx context.Context) error {
+	select {
+	case <-b.cieDone:
+		return b.cieErr
+	case <-time.After(cloudInitExecuteWait):
+		return fmt.Errorf("cloud-init-execute still runs after %s (its output is in %s)", cloudInitExecuteWait, CloudInitExecuteLog)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// cloudInitExecuteWait bounds how long the console and User Docker wait
+// for cloud-init-execute.
+const cloudInitExecuteWait = 2 * time.Minute
+
 // bootcmdLimit bounds bootcmd: a command that hangs is killed, and the
 // console and SSH still come up to fix it.
 const bootcmdLimit = 2 * time.Minute
@@ -662,7 +731,8 @@ func (b *pid1Boot) startSystemDocker(ctx context.Context) error {
 	go func() {
 		defer close(b.systemDone)
 		end := b.tl.Begin("system docker")
-		b.system, b.systemErr = StartSystem(ctx, cfg, WithVersion(b.version), WithLogger(b.slog), WithShimGroup("/bin/ros"))
+		b.system, b.systemErr = StartSystem(ctx, cfg, WithVersion(b.version), WithLogger(b.slog), WithShimGroup("/bin/ros"),
+			WithBootStep(CloudInitExecute, b.waitCloudInitExecute))
 		end(b.systemErr)
 		if b.systemErr == nil {
 			b.addStop("engines", b.system.Shutdown)

@@ -206,6 +206,8 @@ func TestReconcileGate(t *testing.T) {
 		"late1":  svc("sleep 3600", cloudinit.LabelAfter, "engine"),
 		"late2":  svc("sleep 3600", cloudinit.LabelAfter, "engine"),
 		"peer":   svc("sleep 3600"),
+		// step is no service: a gated step of PID 1's.
+		"stepdep": svc("sleep 3600", cloudinit.LabelAfter, "step"),
 	})
 	exists := func(name string) bool {
 		_, err := d.Client.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
@@ -226,30 +228,43 @@ func TestReconcileGate(t *testing.T) {
 		}
 		return nil
 	}
-	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)), WithGate("engine", gate))
+	var stepDone atomic.Bool
+	step := func(context.Context) error {
+		time.Sleep(200 * time.Millisecond)
+		if exists("stepdep") {
+			t.Error("stepdep was created before the step it comes after was done")
+		}
+		stepDone.Store(true)
+		return nil
+	}
+	s := NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)), WithGate("engine", gate), WithGate("step", step))
 	res, err := s.Reconcile(ctx, specs)
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer"}, res.Started); diff != "" {
+	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer", "stepdep"}, res.Started); diff != "" {
 		t.Errorf("started services (-want +got):\n%s", diff)
+	}
+	if !stepDone.Load() {
+		t.Error("the step's gate was not waited for")
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the gate was asked %d times, want once", n)
 	}
 
-	for _, n := range []string{"engine", "late1", "late2", "peer"} {
+	for _, n := range []string{"engine", "late1", "late2", "peer", "stepdep"} {
 		if _, err := d.Client.ContainerRemove(ctx, n, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s = NewServices("system-docker", d.Client, WithServicesLogger(testLogger(t)),
-		WithGate("engine", func(context.Context) error { return errors.New("wait for user docker: deadline exceeded") }))
+		WithGate("engine", func(context.Context) error { return errors.New("wait for user docker: deadline exceeded") }),
+		WithGate("step", func(context.Context) error { return errors.New("cloud-init-execute: exit status 1") }))
 	res, err = s.Reconcile(ctx, specs)
 	if err != nil {
 		t.Fatalf("Reconcile with a failing gate: %v, want the dependents started anyway", err)
 	}
-	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer"}, res.Started); diff != "" {
+	if diff := cmp.Diff([]string{"engine", "late1", "late2", "peer", "stepdep"}, res.Started); diff != "" {
 		t.Errorf("started services with a failing gate (-want +got):\n%s", diff)
 	}
 }

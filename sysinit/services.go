@@ -94,11 +94,13 @@ func WithReconnect(fn func(ctx context.Context)) ServicesOption {
 	return func(s *Services) { s.onReconnect = fn }
 }
 
-// WithGate makes what comes after the service name wait, once its
-// container has started, for ready to return as well: a dependency on
-// the user engine is one on User Docker answering, not on its container
-// running. An error from ready is logged and the dependents start
-// anyway, so that a broken engine does not hold back the others.
+// WithGate makes what comes after name wait for ready to return: after
+// the service's container has started (a dependency on the user engine
+// is one on User Docker answering, not on its container running), or,
+// when name is no service of this engine, in its place (a step PID 1
+// runs itself, cloud-init-execute). An error from ready is logged and
+// the dependents start anyway, so that a broken engine or a failed step
+// does not keep the console from starting.
 func WithGate(name string, ready func(ctx context.Context) error) ServicesOption {
 	return func(s *Services) {
 		if s.gates == nil {
@@ -221,7 +223,11 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 	sort.Strings(removed)
 	res.Removed = removed
 
-	ordered, blocked := orderSpecs(specs)
+	gatedNames := map[string]bool{}
+	for name := range s.gates {
+		gatedNames[name] = true
+	}
+	ordered, blocked := orderSpecs(specs, gatedNames)
 	for name, err := range blocked {
 		res.Failed[name] = err
 		s.setError(want[name], err)
@@ -238,6 +244,8 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 	for _, sp := range ordered {
 		results[sp.Name] = &result{done: make(chan struct{})}
 	}
+	closed := make(chan struct{})
+	close(closed)
 	// Each gate is waited for once, by the first of its dependents.
 	gated := map[string]func() error{}
 	for name, ready := range s.gates {
@@ -245,7 +253,7 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 			t0 := time.Now()
 			err := ready(ctx)
 			if err == nil {
-				s.log.Info("service ready", "engine", s.engine, "service", name, "waited", time.Since(t0).Round(time.Millisecond))
+				s.log.Info("ready", "engine", s.engine, "for", name, "waited", time.Since(t0).Round(time.Millisecond))
 			}
 			return err
 		})
@@ -265,6 +273,9 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 			defer close(r.done)
 			for _, dep := range sp.After {
 				d := results[dep]
+				if d == nil { // a gated step outside the engine
+					d = &result{done: closed}
+				}
 				<-d.done
 				if d.err != nil {
 					r.err = fmt.Errorf("service %s not started: it comes after %s, which failed", sp.Name, dep)
@@ -734,8 +745,9 @@ func short(id string) string {
 
 // orderSpecs sorts specs so every service comes after its After entries.
 // Services with a missing dependency or in a cycle (and everything after
-// them) are returned in blocked with an error naming the services.
-func orderSpecs(specs []Spec) ([]Spec, map[string]error) {
+// them) are returned in blocked with an error naming the services. A
+// name in outside is satisfied by something else (a gated step).
+func orderSpecs(specs []Spec, outside map[string]bool) ([]Spec, map[string]error) {
 	byName := map[string]Spec{}
 	for _, s := range specs {
 		byName[s.Name] = s
@@ -743,7 +755,7 @@ func orderSpecs(specs []Spec) ([]Spec, map[string]error) {
 	blocked := map[string]error{}
 	for _, s := range specs {
 		for _, d := range s.After {
-			if _, ok := byName[d]; !ok {
+			if _, ok := byName[d]; !ok && !outside[d] {
 				blocked[s.Name] = fmt.Errorf("service %s: comes after %s, which is not defined or not enabled", s.Name, d)
 			}
 		}

@@ -29,14 +29,17 @@ func names(specs []Spec) []string {
 func TestDefaultServices(t *testing.T) {
 	cfg := loadDefaults(t)
 	specs := ResolveImages(Specs(cfg), "v1.0+dirty")
-	ordered, blocked := orderSpecs(specs)
+	ordered, blocked := orderSpecs(specs, map[string]bool{CloudInitExecute: true})
 	if len(blocked) != 0 {
 		t.Fatalf("default services blocked: %v", blocked)
 	}
-	// cloud-init-execute depends on nothing (PID 1 applied drivers and
-	// network before); console and docker come after it, and udev,
-	// network, ntp and syslog after docker. Ties are in name order.
-	want := []string{"cloud-init-execute", "console", "docker", "network", "ntp", "syslog", "udev"}
+	// The console and docker come after cloud-init-execute, which PID 1
+	// runs (without it they are blocked); udev, network, ntp and syslog
+	// after docker. Ties are in name order.
+	if _, blocked := orderSpecs(specs, nil); blocked["console"] == nil || blocked["docker"] == nil {
+		t.Errorf("console and docker are not blocked without cloud-init-execute: %v", blocked)
+	}
+	want := []string{"console", "docker", "network", "ntp", "syslog", "udev"}
 	if diff := cmp.Diff(want, names(ordered)); diff != "" {
 		t.Errorf("default services in start order (-want +got):\n%s", diff)
 	}
@@ -58,8 +61,13 @@ func TestDefaultServices(t *testing.T) {
 	for _, s := range specs {
 		byName[s.Name] = s
 	}
-	if !byName["cloud-init-execute"].OneShot {
-		t.Error("cloud-init-execute is not a one-shot")
+	if _, ok := byName[CloudInitExecute]; ok {
+		t.Error("cloud-init-execute is a service; PID 1 runs it")
+	}
+	for _, n := range []string{"console", "docker"} {
+		if !contains(byName[n].After, CloudInitExecute) {
+			t.Errorf("%s does not come after cloud-init-execute: after %v", n, byName[n].After)
+		}
 	}
 	if _, ok := byName["acpid"]; ok {
 		t.Error("acpid is enabled by default; it is optional")

@@ -388,8 +388,6 @@ func (e *Engines) linkUserSocket() error {
 	return os.Symlink("user-docker/docker.sock", link)
 }
 
-// startUser waits for User Docker, loads its preloaded images and
-// reconciles the user-scope services on it.
 // waitUser polls User Docker's /_ping until it answers, for at most
 // userWait.
 func (e *Engines) waitUser(ctx context.Context, cli *client.Client) error {
@@ -422,6 +420,8 @@ func (e *Engines) userReady(ctx context.Context) error {
 	return e.waitUser(ctx, cli)
 }
 
+// startUser waits for User Docker, loads its preloaded images and
+// reconciles the user-scope services on it.
 func (e *Engines) startUser(ctx context.Context, specs []Spec) {
 	cli, err := NewClient(e.userSocket())
 	if err != nil {

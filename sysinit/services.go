@@ -244,8 +244,6 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 	for _, sp := range ordered {
 		results[sp.Name] = &result{done: make(chan struct{})}
 	}
-	closed := make(chan struct{})
-	close(closed)
 	// Each gate is waited for once, by the first of its dependents.
 	gated := map[string]func() error{}
 	for name, ready := range s.gates {
@@ -272,16 +270,15 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 			defer wg.Done()
 			defer close(r.done)
 			for _, dep := range sp.After {
-				d := results[dep]
-				if d == nil { // a gated step outside the engine
-					d = &result{done: closed}
-				}
-				<-d.done
-				if d.err != nil {
-					r.err = fmt.Errorf("service %s not started: it comes after %s, which failed", sp.Name, dep)
-					s.setError(sp, r.err)
-					s.log.Error("service not started", "engine", s.engine, "service", sp.Name, "err", r.err)
-					return
+				// A gated step outside the engine has no result.
+				if d := results[dep]; d != nil {
+					<-d.done
+					if d.err != nil {
+						r.err = fmt.Errorf("service %s not started: it comes after %s, which failed", sp.Name, dep)
+						s.setError(sp, r.err)
+						s.log.Error("service not started", "engine", s.engine, "service", sp.Name, "err", r.err)
+						return
+					}
 				}
 				if ready := gated[dep]; ready != nil {
 					if err := ready(); err != nil {

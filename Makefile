@@ -91,8 +91,8 @@ images: image ## All four images: berth.iso (out/image) and the cloud images (ou
 	$(MAKE) cloud-images
 
 cloud-images: build ## Cloud images from out/image: berth-openstack.qcow2, berth-gce.tar.gz, berth-ec2.raw/.vmdk into out/cloud (reproducible, sizes printed)
-	@[ -s $(IMAGE_DIR)/vmlinuz ] && [ -s $(IMAGE_DIR)/initrd ] && [ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
-	$(GO) run ./platforms/cloudimage/cmd/cloudimage -kernel $(IMAGE_DIR)/vmlinuz -initrd $(IMAGE_DIR)/initrd -out $(CLOUD_DIR) \
+	@[ -s $(IMAGE_DIR)/vmlinuz ] && [ -s $(IMAGE_DIR)/initrd.small ] && [ -s $(IMAGE_DIR)/system.sqfs ] && [ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
+	$(GO) run ./platforms/cloudimage/cmd/cloudimage -kernel $(IMAGE_DIR)/vmlinuz -initrd $(IMAGE_DIR)/initrd.small -system-image $(IMAGE_DIR)/system.sqfs -out $(CLOUD_DIR) \
 		-seed "$$(git rev-parse HEAD 2>/dev/null || echo dev)" -epoch $(SOURCE_DATE_EPOCH)
 	@stat -c '%n %s' $(IMAGE_DIR)/berth.iso | awk '{printf "%-24s %6.1f MiB\n", "berth.iso", $$2/1048576}'
 

@@ -143,9 +143,7 @@ func IsBlank(r io.ReaderAt) (bool, error) {
 // It returns the device used, or "" when there is none and the machine
 // runs from RAM.
 func SetupState(ctx context.Context, log *Logger, o StateOptions) (string, error) {
-	if o.Dev == "" {
-		o.Dev = "LABEL=" + StateLabel
-	}
+	o.Dev = stateSpec(o)
 	if o.FSType == "" {
 		o.FSType = "ext4"
 	}
@@ -183,8 +181,9 @@ func SetupState(ctx context.Context, log *Logger, o StateOptions) (string, error
 	if dev == "" {
 		return "", nil
 	}
-	m := Mount{Source: dev, Target: StateMount, FSType: o.FSType, Flags: unix.MS_RELATIME}
-	if err := m.Apply(); err != nil {
+	// Already mounted when the system image was found on it: Apply
+	// leaves a mount point as it is.
+	if err := stateMount(dev, o, StateMount).Apply(); err != nil {
 		return "", fmt.Errorf("state disk: %w", err)
 	}
 	for _, p := range PersistentPaths() {
@@ -193,6 +192,23 @@ func SetupState(ctx context.Context, log *Logger, o StateOptions) (string, error
 		}
 	}
 	return dev, nil
+}
+
+// stateSpec is the state device o names: LABEL=RANCHER_STATE by default.
+func stateSpec(o StateOptions) string {
+	if o.Dev == "" {
+		return "LABEL=" + StateLabel
+	}
+	return o.Dev
+}
+
+// stateMount is how the state filesystem on dev is mounted on target.
+func stateMount(dev string, o StateOptions, target string) Mount {
+	fs := o.FSType
+	if fs == "" {
+		fs = "ext4"
+	}
+	return Mount{Source: dev, Target: target, FSType: fs, Flags: unix.MS_RELATIME}
 }
 
 func formatState(ctx context.Context, log *Logger, o StateOptions, dev string) error {

@@ -18,29 +18,40 @@ import (
 	"github.com/berthos/berth/platforms/install"
 )
 
-// bootDisk starts qemu from disk alone (no -kernel: the firmware runs the
-// installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
-func bootDisk(t *testing.T, disk, format, ovmf string, extra ...string) *VM {
-	t.Helper()
-	return bootDiskNet(t, disk, format, ovmf, "", extra...)
+// diskBoot is how bootDisk starts qemu from a disk.
+type diskBoot struct {
+	disk, format string
+	ovmf         string   // the UEFI firmware's code; "" boots BIOS
+	net          string   // extra -netdev user options (guestfwd=...)
+	memMB        int      // 0 is 1024
+	args         []string // more qemu arguments
 }
 
-// bootDiskNet is bootDisk with extra -netdev user options (guestfwd=...).
-func bootDiskNet(t *testing.T, disk, format, ovmf, netOpts string, extra ...string) *VM {
+// bootDisk starts qemu from disk alone (no -kernel: the firmware runs the
+// installed GRUB), BIOS or, with ovmf set, UEFI. Otherwise it is Boot's VM.
+func bootDisk(t *testing.T, d diskBoot) *VM {
 	t.Helper()
-	vm, args := newVM(t, 1024)
+	if d.memMB == 0 {
+		d.memMB = 1024
+	}
+	vm, args := newVM(t, d.memMB)
 	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", vm.SSHPort)
-	if netOpts != "" {
-		netdev += "," + netOpts
+	if d.net != "" {
+		netdev += "," + d.net
 	}
 	args = append(args,
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
-		"-drive", "file="+disk+",if=virtio,format="+format,
+		"-drive", "file="+d.disk+",if=virtio,format="+d.format,
 	)
-	args = append(args, firmwareArgs(t, ovmf)...)
-	vm.start(append(args, extra...))
+	args = append(args, firmwareArgs(t, d.ovmf)...)
+	vm.start(append(args, d.args...))
 	return vm
 }
+
+// systemImageOnState is the console line of a boot that mounts the
+// system image from the installed disk's state partition instead of
+// unpacking it into RAM.
+var systemImageOnState = regexp.MustCompile(`system image: /boot/berth/system\.sqfs on /dev/vda3 \(ext4, the state filesystem\), read from there`)
 
 // firmwareArgs are qemu's arguments for UEFI with the OVMF code at ovmf
 // (and a fresh copy of its variables); none for BIOS (ovmf "").
@@ -102,7 +113,8 @@ func installDisk(t *testing.T, img Image, platform install.Platform, cloudConfig
 	cc := filepath.Join(dir, "cc.yml")
 	os.WriteFile(cc, []byte(cloudConfig), 0o644)
 	p, err := install.NewPlan(disk, 2<<30, install.WithPlatform(platform), install.WithCloudConfig(cc),
-		install.WithKernel(filepath.Join(img.Dir, "vmlinuz")), install.WithInitrd(filepath.Join(img.Dir, "initrd")),
+		install.WithKernel(filepath.Join(img.Dir, "vmlinuz")), install.WithInitrd(filepath.Join(img.Dir, "initrd.small")),
+		install.WithSystemImage(filepath.Join(img.Dir, "system.sqfs")),
 		// no_timer_check: a loaded TCG host can fail the kernel's IO-APIC
 		// timer check ("IO-APIC + timer doesn't work!").
 		install.WithAppend("rancher.autologin=ttyS0 no_timer_check"))
@@ -136,11 +148,14 @@ func TestInstalledDiskBoots(t *testing.T) {
 					t.Skipf("no OVMF firmware (apt-get install ovmf): %v", err)
 				}
 			}
-			vm := bootDiskNet(t, disk, "raw", fw.ovmf, preloadServer(t, "10.0.2.100", ""))
+			vm := bootDisk(t, diskBoot{disk: disk, format: "raw", ovmf: fw.ovmf, net: preloadServer(t, "10.0.2.100", "")})
 			t.Logf("ready after %s", vm.WaitReady(bootTimeout))
 			cmdline := vm.MustConsole("cat /proc/cmdline")
-			if !strings.Contains(cmdline, "rancher.state.dev=LABEL=RANCHER_STATE") || !strings.Contains(cmdline, "console=tty0 console=ttyS0,115200n8") {
-				t.Errorf("kernel command line %q lacks the installed state device and consoles", cmdline)
+			if !strings.Contains(cmdline, "rancher.state.dev=LABEL=RANCHER_STATE") || !strings.Contains(cmdline, "console=tty0 console=ttyS0,115200n8") || !strings.Contains(cmdline, "berth.image=state") {
+				t.Errorf("kernel command line %q lacks the installed state device, consoles and berth.image=state", cmdline)
+			}
+			if _, _, err := vm.WaitLine(systemImageOnState, 0, time.Second); err != nil {
+				t.Errorf("the system image was not read from the state partition: %v", err)
 			}
 			console := func(cmd string) (string, int) {
 				out, code, err := vm.Console(cmd, time.Minute)
@@ -188,7 +203,8 @@ func TestInstalledDiskBoots(t *testing.T) {
 func TestOpenStackImage(t *testing.T) {
 	img := image(t)
 	out := t.TempDir()
-	_, err := cloudimage.New(filepath.Join(img.Dir, "vmlinuz"), filepath.Join(img.Dir, "initrd"),
+	src := install.Sources{Kernel: filepath.Join(img.Dir, "vmlinuz"), Initrd: filepath.Join(img.Dir, "initrd.small"), SystemImage: filepath.Join(img.Dir, "system.sqfs")}
+	_, err := cloudimage.New(src,
 		cloudimage.WithOutDir(out), cloudimage.WithOnly("berth-openstack.qcow2"),
 		cloudimage.WithAppend("rancher.autologin=ttyS0 no_timer_check")).Build(context.Background())
 	if err != nil {
@@ -198,8 +214,8 @@ func TestOpenStackImage(t *testing.T) {
 	if err := fake.BuildISO(iso, "config-2", fake.DriveFiles([]byte("#cloud-config\nhostname: berth-openstack\n"))); err != nil {
 		t.Fatalf("build config drive: %v", err)
 	}
-	vm := bootDisk(t, filepath.Join(out, "berth-openstack.qcow2")+",snapshot=on", "qcow2", "",
-		"-drive", "file="+iso+",media=cdrom,readonly=on")
+	vm := bootDisk(t, diskBoot{disk: filepath.Join(out, "berth-openstack.qcow2") + ",snapshot=on", format: "qcow2",
+		args: []string{"-drive", "file=" + iso + ",media=cdrom,readonly=on"}})
 	t.Logf("ready after %s", vm.WaitReady(bootTimeout))
 	if got := strings.TrimSpace(vm.MustConsole("hostname")); got != "berth-openstack" {
 		t.Errorf("hostname %q, want berth-openstack from the config drive", got)
@@ -256,8 +272,14 @@ write_files:
 	waitInstall(t, vm, "/dev/vda")
 	t.Logf("qemu ended by itself %s after it started", time.Since(vm.Started).Round(time.Millisecond))
 
-	vm2 := bootDisk(t, disk, "raw", "")
-	t.Logf("installed disk ready after %s", vm2.WaitReady(bootTimeout))
+	// 256 MiB: the installed disk mounts the system image from its state
+	// partition, as berth.iso does from the CD-ROM, instead of holding it
+	// in RAM as the whole initrd does.
+	vm2 := bootDisk(t, diskBoot{disk: disk, format: "raw", memMB: 256})
+	t.Logf("installed disk ready after %s (256 MiB)", vm2.WaitReady(bootTimeout))
+	if _, _, err := vm2.WaitLine(systemImageOnState, 0, time.Second); err != nil {
+		t.Errorf("the system image was not read from the state partition: %v", err)
+	}
 	if got := strings.TrimSpace(vm2.MustConsole("hostname")); got != "berth-unattended" {
 		t.Errorf("hostname %q, want berth-unattended from the fetched cloud-config", got)
 	}
@@ -267,6 +289,7 @@ write_files:
 	if got := vm2.MustConsole("cat /proc/cmdline"); !strings.Contains(got, "rancher.state.dev=LABEL=RANCHER_STATE") || strings.Contains(got, "rancher.install.device") {
 		t.Errorf("installed kernel command line %q: want the state device and no install", got)
 	}
+	waitUserDocker(t, vm2)
 }
 
 // TestPackerImage runs the Packer template's qemu build (what make
@@ -310,7 +333,7 @@ func TestPackerImage(t *testing.T) {
 	t.Logf("packer build: %s, berth.qcow2 %.1f MiB", time.Since(start).Round(time.Second), float64(st.Size())/(1<<20))
 
 	fwd := serve(t, "#cloud-config\nhostname: berth-packer\n")
-	vm := bootDiskNet(t, qcow+",snapshot=on", "qcow2", "", fwd)
+	vm := bootDisk(t, diskBoot{disk: qcow + ",snapshot=on", format: "qcow2", net: fwd})
 	t.Logf("ready after %s", vm.WaitReady(bootTimeout))
 	if got := strings.TrimSpace(vm.MustConsole("hostname")); got != "berth-packer" {
 		t.Errorf("hostname %q, want berth-packer from the cmdline datasource's cloud-config-url", got)

@@ -346,11 +346,12 @@ func (b *pid1Boot) systemModules(md *bootstrap.ModuleDeps) (*bootstrap.ModuleDep
 // reached User Docker at 49.4 s with the prefetch, 38.6 s without.
 const prefetchHeadroom = 4
 
-// mediaSystemImage finds the system image on the boot medium, for a boot
-// from berth.iso, whose initramfs is the small one: it loads the drivers
-// of the CD-ROM and disk controllers and their filesystems, and looks at
-// each block device (the ISO's CD-ROM, or the USB stick it was written
-// to).
+// mediaSystemImage finds the system image when the initramfs is the
+// small one: on the state filesystem of an installed disk (when the
+// kernel command line has bootstrap.StateImageArg), else on the boot
+// medium of a boot from berth.iso (its CD-ROM, or the USB stick it was
+// written to). It loads the drivers of the CD-ROM and disk controllers
+// and their filesystems first.
 func (b *pid1Boot) mediaSystemImage() (string, error) {
 	md, err := b.moduleDeps()
 	if err != nil {
@@ -362,7 +363,13 @@ func (b *pid1Boot) mediaSystemImage() (string, error) {
 	if _, err := bootstrap.Coldplug(b.log, md, "/sys"); err != nil {
 		b.log.Printf("coldplug: %v", err)
 	}
-	return bootstrap.FindSystemImage(b.log, "/run/berth/media", mediaWait, nil)
+	s := bootstrap.ImageSearch{MediaDir: "/run/berth/media", Wait: mediaWait}
+	if bootstrap.ImageOnState(b.cmdline) {
+		st := b.early.Rancher.State
+		s.State = bootstrap.StateOptions{Dev: st.Dev, FSType: st.FSType}
+		s.StateDir = bootstrap.StateMount
+	}
+	return bootstrap.FindSystemImage(b.log, s)
 }
 
 // mediaWait bounds the search for the boot medium's system image.

@@ -18,7 +18,7 @@ import (
 type installFlags struct {
 	device, cloudConfig, platform, append string
 	noReboot, force                       bool
-	kernel, initrd, iso                   string
+	kernel, initrd, systemImage, iso      string
 	// fromCmdline takes the install from rancher.install.* on the kernel
 	// command line and powers off afterwards.
 	fromCmdline bool
@@ -53,7 +53,8 @@ func newInstallCmd(g *globalFlags) *cobra.Command {
 	fl.BoolVarP(&f.force, "force", "f", false, "install over a mounted or non-empty device, and do not ask")
 	fl.StringVar(&f.kernel, "kernel", "", "kernel to install (default: /boot/vmlinuz, else from the boot ISO)")
 	fl.StringVar(&f.initrd, "initrd", "", "initrd to install (default: /boot/initrd, else from the boot ISO)")
-	fl.StringVar(&f.iso, "iso", "", "take the kernel and initrd from this Berth ISO (default: /dev/sr0 when needed)")
+	fl.StringVar(&f.systemImage, "system-image", "", "system image to install beside --initrd, when that is the small one (default: /boot/berth/system.sqfs beside /boot/initrd, else from the boot ISO)")
+	fl.StringVar(&f.iso, "iso", "", "take the kernel, initrd and system image from this Berth ISO (default: /dev/sr0 when needed)")
 	fl.BoolVar(&f.fromCmdline, "from-cmdline", false, "install as rancher.install.device (and .cloud_config_url, .type, .append, .force) on the kernel command line say, then power off")
 	return cmd
 }
@@ -61,7 +62,7 @@ func newInstallCmd(g *globalFlags) *cobra.Command {
 func runInstall(cmd *cobra.Command, g *globalFlags, f installFlags) error {
 	req := install.Request{
 		Device: f.device, Platform: install.Platform(f.platform), Append: f.append, CloudConfig: f.cloudConfig,
-		Force: f.force, Kernel: f.kernel, Initrd: f.initrd, ISO: f.iso, Root: g.root,
+		Force: f.force, Kernel: f.kernel, Initrd: f.initrd, SystemImage: f.systemImage, ISO: f.iso, Root: g.root,
 	}
 	return doInstall(cmd, req, f)
 }
@@ -128,7 +129,7 @@ func runUnattendedInstall(cmd *cobra.Command, g *globalFlags, f installFlags) er
 	}
 	req := u.Request(g.root)
 	req.Force = req.Force || f.force
-	req.Kernel, req.Initrd, req.ISO = f.kernel, f.initrd, f.iso
+	req.Kernel, req.Initrd, req.SystemImage, req.ISO = f.kernel, f.initrd, f.systemImage, f.iso
 	return doInstall(cmd, req, f)
 }
 

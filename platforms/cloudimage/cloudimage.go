@@ -49,15 +49,15 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // Builder builds cloud images.
 type Builder struct {
-	kernel, initrd string
-	out            string
-	diskBytes      int64
-	seed           string
-	epoch          time.Time
-	only           map[string]bool
-	log            io.Writer
-	installOpts    []install.InstallOption
-	extraArgs      string
+	src         install.Sources
+	out         string
+	diskBytes   int64
+	seed        string
+	epoch       time.Time
+	only        map[string]bool
+	log         io.Writer
+	installOpts []install.InstallOption
+	extraArgs   string
 }
 
 // Option configures New.
@@ -98,9 +98,10 @@ func WithInstallOptions(o ...install.InstallOption) Option {
 	return func(b *Builder) { b.installOpts = append(b.installOpts, o...) }
 }
 
-// New makes a builder for images of kernel and initrd.
-func New(kernel, initrd string, opts ...Option) *Builder {
-	b := &Builder{kernel: kernel, initrd: initrd, out: "out/cloud", diskBytes: 2 << 30, seed: "berth", epoch: time.Unix(0, 0), log: io.Discard}
+// New makes a builder for images of the kernel, initrd and system image
+// in src.
+func New(src install.Sources, opts ...Option) *Builder {
+	b := &Builder{src: src, out: "out/cloud", diskBytes: 2 << 30, seed: "berth", epoch: time.Unix(0, 0), log: io.Discard}
 	for _, o := range opts {
 		o(b)
 	}
@@ -164,7 +165,7 @@ func (b *Builder) installRaw(ctx context.Context, p install.Platform, raw string
 	if err := f.Close(); err != nil {
 		return err
 	}
-	plan, err := install.NewPlan(raw, b.diskBytes, install.WithPlatform(p), install.WithKernel(b.kernel), install.WithInitrd(b.initrd),
+	plan, err := install.NewPlan(raw, b.diskBytes, install.WithPlatform(p), install.WithKernel(b.src.Kernel), install.WithInitrd(b.src.Initrd), install.WithSystemImage(b.src.SystemImage),
 		install.WithSeed(b.seed+"/"+string(p)), install.WithEpoch(b.epoch), install.WithAppend(b.extraArgs))
 	if err != nil {
 		return err

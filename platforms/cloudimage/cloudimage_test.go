@@ -41,11 +41,12 @@ func sum(t *testing.T, path string) [32]byte {
 func TestBuild(t *testing.T) {
 	needTools(t)
 	dir := t.TempDir()
-	k, i := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
-	os.WriteFile(k, []byte("kernel"), 0o644)
-	os.WriteFile(i, []byte("initrd"), 0o644)
+	src := install.Sources{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"), SystemImage: filepath.Join(dir, "system.sqfs")}
+	os.WriteFile(src.Kernel, []byte("kernel"), 0o644)
+	os.WriteFile(src.Initrd, []byte("initrd"), 0o644)
+	os.WriteFile(src.SystemImage, []byte("system image"), 0o644)
 	build := func(out string) []Result {
-		res, err := New(k, i, WithOutDir(out), WithDiskSize(1<<30), WithSeed("commit"), WithEpoch(time.Unix(1700000000, 0))).Build(context.Background())
+		res, err := New(src, WithOutDir(out), WithDiskSize(1<<30), WithSeed("commit"), WithEpoch(time.Unix(1700000000, 0))).Build(context.Background())
 		if err != nil {
 			t.Fatalf("Build: %v", err)
 		}
@@ -101,8 +102,14 @@ func TestBuild(t *testing.T) {
 			t.Errorf("berth-ec2.raw holds %q", got)
 		}
 		out, err := exec.Command("debugfs", "-R", "cat /boot/grub/grub.cfg", raw+"?offset=35651584").Output()
-		if err != nil || !strings.Contains(string(out), "rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 ") {
-			t.Errorf("berth-ec2.raw grub.cfg lacks the ec2 datasource and serial console: %v\n%s", err, out)
+		if err != nil || !strings.Contains(string(out), "rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state ") {
+			t.Errorf("berth-ec2.raw grub.cfg lacks the ec2 datasource, the serial console and the system image on the state partition: %v\n%s", err, out)
+		}
+		// The system image sits beside the small initrd, which mounts
+		// it from there instead of holding it in RAM.
+		out, err = exec.Command("debugfs", "-R", "cat /boot/berth/system.sqfs", raw+"?offset=35651584").Output()
+		if err != nil || string(out) != "system image" {
+			t.Errorf("berth-ec2.raw /boot/berth/system.sqfs = %q, %v; want the system image", out, err)
 		}
 	})
 	t.Run("reproducible", func(t *testing.T) {
@@ -119,7 +126,7 @@ func TestBuild(t *testing.T) {
 }
 
 func TestBuildRejectsOddSize(t *testing.T) {
-	_, err := New("k", "i", WithDiskSize(1<<30+1<<20), WithOutDir(t.TempDir())).Build(context.Background())
+	_, err := New(install.Sources{Kernel: "k", Initrd: "i"}, WithDiskSize(1<<30+1<<20), WithOutDir(t.TempDir())).Build(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "GiB") {
 		t.Errorf("Build with 1025 MiB = %v, want a whole-GiB error", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthos/berth/bootstrap"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
 )
@@ -245,18 +246,16 @@ func writeESP(ctx context.Context, p *Plan, grubDir, tmp string) error {
 // filesystem from it at the partition's offset.
 func writeState(ctx context.Context, p *Plan, tmp string) error {
 	root := filepath.Join(tmp, "state")
-	files := []struct {
+	type stateFile struct {
 		src, dst string
 		mode     os.FileMode
-	}{
-		{p.Kernel, "boot/vmlinuz", 0o644},
-		{p.Initrd, "boot/initrd", 0o644},
+	}
+	files := []stateFile{{p.Kernel, "boot/vmlinuz", 0o644}, {p.Initrd, "boot/initrd", 0o644}}
+	if p.SystemImage != "" {
+		files = append(files, stateFile{p.SystemImage, bootstrap.StateImagePath, 0o644})
 	}
 	if p.CloudConfig != "" {
-		files = append(files, struct {
-			src, dst string
-			mode     os.FileMode
-		}{p.CloudConfig, CloudConfigPath, 0o600})
+		files = append(files, stateFile{p.CloudConfig, CloudConfigPath, 0o600})
 	}
 	for _, f := range files {
 		if err := copyFile(f.src, filepath.Join(root, f.dst), f.mode); err != nil {

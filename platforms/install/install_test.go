@@ -67,6 +67,7 @@ func installed(t *testing.T, dir, name string, opts ...Option) (string, *Plan) {
 	opts = append([]Option{
 		WithKernel(writeFile(t, dir, "vmlinuz", "kernel bytes")),
 		WithInitrd(writeFile(t, dir, "initrd", "initrd bytes")),
+		WithSystemImage(writeFile(t, dir, "system.sqfs", "system image bytes")),
 		WithSeed("test"), WithEpoch(time.Unix(1700000000, 0)),
 	}, opts...)
 	p, err := NewPlan(img, diskSize, opts...)
@@ -179,8 +180,11 @@ func TestInstallImage(t *testing.T) {
 		if got := debugfsCat(t, img, p, "/boot/initrd"); got != "initrd bytes" {
 			t.Errorf("/boot/initrd = %q", got)
 		}
+		if got := debugfsCat(t, img, p, "/boot/berth/system.sqfs"); got != "system image bytes" {
+			t.Errorf("/boot/berth/system.sqfs = %q", got)
+		}
 		cfg := debugfsCat(t, img, p, "/boot/grub/grub.cfg")
-		want := "linux /boot/vmlinuz rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 rootfstype=ramfs panic=10 rancher.debug\n"
+		want := "linux /boot/vmlinuz rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 rancher.debug\n"
 		if !strings.Contains(cfg, want) {
 			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
 		}

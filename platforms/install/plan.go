@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthos/berth/bootstrap"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
@@ -82,8 +83,10 @@ const CloudConfigPath = "var/lib/rancher/conf/cloud-config.yml"
 const WholeInitrdArg = "rootfstype=ramfs"
 
 // KernelCmdline is the installed system's kernel command line for platform
-// p, with extra (the -a argument) appended.
-func KernelCmdline(p Platform, extra string) string {
+// p, with extra (the -a argument) appended. wholeInitrd says the initrd
+// holds the system image (WholeInitrdArg); else the image is on the state
+// partition (bootstrap.StateImageArg).
+func KernelCmdline(p Platform, extra string, wholeInitrd bool) string {
 	args := []string{"rancher.state.dev=LABEL=" + StateLabel, "rancher.state.wait"}
 	if ds := p.Datasources(); len(ds) > 0 {
 		args = append(args, "rancher.cloud_init.datasources=["+strings.Join(ds, ",")+"]")
@@ -91,7 +94,12 @@ func KernelCmdline(p Platform, extra string) string {
 	for _, c := range p.Consoles() {
 		args = append(args, "console="+c)
 	}
-	args = append(args, WholeInitrdArg, "panic=10")
+	if wholeInitrd {
+		args = append(args, WholeInitrdArg)
+	} else {
+		args = append(args, bootstrap.StateImageArg)
+	}
+	args = append(args, "panic=10")
 	if extra = strings.TrimSpace(extra); extra != "" {
 		args = append(args, extra)
 	}
@@ -181,12 +189,16 @@ func DeriveUUID(seed string, names ...string) string {
 
 // Plan is everything Install will do to one device.
 type Plan struct {
-	Device      string
-	Layout      Layout
-	Platform    Platform
-	Cmdline     string
-	Kernel      string // file copied to /boot/vmlinuz
-	Initrd      string // file copied to /boot/initrd (holds the system image)
+	Device   string
+	Layout   Layout
+	Platform Platform
+	Cmdline  string
+	Kernel   string // file copied to /boot/vmlinuz
+	Initrd   string // file copied to /boot/initrd
+	// SystemImage is the file copied to /boot/berth/system.sqfs, which
+	// the small initrd's PID 1 mounts from there; "" when Initrd holds
+	// the system image (then read into RAM at every boot).
+	SystemImage string
 	CloudConfig string // file copied to CloudConfigPath; "" for none
 	StateUUID   string // ext4 UUID of the state filesystem
 	EFIVolumeID uint32 // FAT volume ID of the EFI system partition
@@ -198,6 +210,7 @@ type planConfig struct {
 	extra       string
 	kernel      string
 	initrd      string
+	systemImage string
 	cloudConfig string
 	seed        string
 	epoch       time.Time
@@ -215,8 +228,13 @@ func WithAppend(args string) Option { return func(c *planConfig) { c.extra = arg
 // WithKernel sets the kernel file to install.
 func WithKernel(path string) Option { return func(c *planConfig) { c.kernel = path } }
 
-// WithInitrd sets the initrd file (with the system image) to install.
+// WithInitrd sets the initrd file to install: the small one, with
+// WithSystemImage, or one that holds the system image.
 func WithInitrd(path string) Option { return func(c *planConfig) { c.initrd = path } }
+
+// WithSystemImage sets the system image to install beside the small
+// initrd ("" for none: the initrd holds it).
+func WithSystemImage(path string) Option { return func(c *planConfig) { c.systemImage = path } }
 
 // WithCloudConfig sets the cloud-config file to put on the state partition.
 func WithCloudConfig(path string) Option { return func(c *planConfig) { c.cloudConfig = path } }
@@ -256,9 +274,10 @@ func NewPlan(device string, size int64, opts ...Option) (*Plan, error) {
 		Device:      device,
 		Layout:      l,
 		Platform:    c.platform,
-		Cmdline:     KernelCmdline(c.platform, c.extra),
+		Cmdline:     KernelCmdline(c.platform, c.extra, c.systemImage == ""),
 		Kernel:      c.kernel,
 		Initrd:      c.initrd,
+		SystemImage: c.systemImage,
 		CloudConfig: c.cloudConfig,
 		StateUUID:   DeriveUUID(c.seed, "state"),
 		EFIVolumeID: uint32(h[0])<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3]),
@@ -277,11 +296,19 @@ func (p *Plan) String() string {
 		PartEFI:   "FAT, GRUB (UEFI) /EFI/BOOT/BOOTX64.EFI",
 		PartState: "ext4 " + StateLabel + ": /boot/vmlinuz, /boot/initrd, state",
 	}
+	if p.SystemImage != "" {
+		contents[PartState] = "ext4 " + StateLabel + ": /boot/vmlinuz, /boot/initrd, " + StateImagePath + ", state"
+	}
 	for _, pt := range p.Layout.Partitions {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", pt.Number, human(pt.Offset()), human(pt.Bytes()), pt.Name, contents[pt.Number])
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "Kernel: %s\nInitrd: %s\n", p.Kernel, p.Initrd)
+	if p.SystemImage != "" {
+		fmt.Fprintf(&b, "System image: %s -> %s\n", p.SystemImage, StateImagePath)
+	} else {
+		fmt.Fprintf(&b, "System image: inside the initrd (read into RAM at every boot)\n")
+	}
 	if p.CloudConfig != "" {
 		fmt.Fprintf(&b, "Cloud-config: %s -> /%s\n", p.CloudConfig, CloudConfigPath)
 	} else {

@@ -13,16 +13,19 @@ func TestKernelCmdline(t *testing.T) {
 	tests := []struct {
 		platform Platform
 		extra    string
+		whole    bool
 		want     string
 	}{
-		{Generic, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
-		{Amazon, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
-		{GCE, " rancher.debug ", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 rootfstype=ramfs panic=10 rancher.debug"},
-		{OpenStack, "", "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
+		{Generic, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 berth.image=state panic=10"},
+		{Amazon, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10"},
+		{GCE, " rancher.debug ", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 rancher.debug"},
+		{OpenStack, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 berth.image=state panic=10"},
+		// An initrd that holds the system image: unpacked into a ramfs.
+		{Generic, "", true, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.platform), func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, KernelCmdline(tt.platform, tt.extra)); diff != "" {
+			if diff := cmp.Diff(tt.want, KernelCmdline(tt.platform, tt.extra, tt.whole)); diff != "" {
 				t.Errorf("KernelCmdline(%s) (-want +got):\n%s", tt.platform, diff)
 			}
 		})
@@ -110,7 +113,7 @@ func TestPlanSeed(t *testing.T) {
 }
 
 func TestPlanString(t *testing.T) {
-	p, err := NewPlan("/dev/vda", 8<<30, WithKernel("/k"), WithInitrd("/i"), WithCloudConfig("/cc.yml"), WithPlatform(Amazon), WithSeed("s"))
+	p, err := NewPlan("/dev/vda", 8<<30, WithKernel("/k"), WithInitrd("/i"), WithSystemImage("/sys.sqfs"), WithCloudConfig("/cc.yml"), WithPlatform(Amazon), WithSeed("s"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,12 +123,23 @@ func TestPlanString(t *testing.T) {
 		"1  1 MiB   1 MiB    BIOS boot",
 		"2  2 MiB   32 MiB   EFI system",
 		"3  34 MiB  8.0 GiB  RANCHER_STATE",
+		"RANCHER_STATE  ext4 RANCHER_STATE: /boot/vmlinuz, /boot/initrd, /boot/berth/system.sqfs, state",
+		"System image: /sys.sqfs -> /boot/berth/system.sqfs",
 		"Cloud-config: /cc.yml -> /var/lib/rancher/conf/cloud-config.yml",
-		"Kernel command line: rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8",
+		"Kernel command line: rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("plan text lacks %q:\n%s", want, s)
 		}
+	}
+	// Without a system image, the initrd holds it and is unpacked into
+	// a ramfs at every boot.
+	w, err := NewPlan("/dev/vda", 8<<30, WithKernel("/k"), WithInitrd("/whole"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := w.String(); !strings.Contains(s, "System image: inside the initrd") || !strings.Contains(w.Cmdline, " rootfstype=ramfs ") || strings.Contains(w.Cmdline, "berth.image") {
+		t.Errorf("plan of a whole initrd: cmdline %q, text:\n%s", w.Cmdline, s)
 	}
 }
 

@@ -20,12 +20,14 @@ type Request struct {
 	CloudConfig string
 	// Force installs over a mounted or non-empty device (no Check).
 	Force bool
-	// Kernel and Initrd are the files to install; when either is "" they
-	// come from ISO, else from FindSources under Root or the CD-ROMs.
-	Kernel, Initrd string
-	ISO            string
-	Root           string   // where FindSources looks for /boot ("" is /)
-	CDROMs         []string // Berth ISOs FindSources tries (default /dev/sr0, /dev/sr1)
+	// Kernel, Initrd and SystemImage are the files to install (the
+	// SystemImage "" when the initrd holds it); when Kernel or Initrd
+	// is "" all three come from ISO, else from FindSources under Root
+	// or the CD-ROMs.
+	Kernel, Initrd, SystemImage string
+	ISO                         string
+	Root                        string   // where FindSources looks for /boot ("" is /)
+	CDROMs                      []string // Berth ISOs FindSources tries (default /dev/sr0, /dev/sr1)
 }
 
 // NeedsNetwork says whether the request fetches its cloud-config over
@@ -52,8 +54,8 @@ func (u Unattended) Request(root string) Request {
 
 // Prepare checks req and plans it, in the order that fails soonest and
 // writes nothing: the platform, the cloud-config (fetched into dir when it
-// is a URL), the device's size, Check (unless req.Force), then the kernel
-// and initrd (extracted from an ISO into dir when needed). Errors from
+// is a URL), the device's size, Check (unless req.Force), then the kernel,
+// initrd and system image (extracted from an ISO into dir when needed). Errors from
 // Check wrap ErrRefused.
 func Prepare(ctx context.Context, req Request, dir string) (*Plan, error) {
 	platform, err := ParsePlatform(string(req.Platform))
@@ -82,11 +84,11 @@ func Prepare(ctx context.Context, req Request, dir string) (*Plan, error) {
 			return nil, err
 		}
 	}
-	kernel, initrd := req.Kernel, req.Initrd
+	src := Sources{Kernel: req.Kernel, Initrd: req.Initrd, SystemImage: req.SystemImage}
 	switch {
 	case req.ISO != "":
-		kernel, initrd, err = FromISO(req.ISO, dir)
-	case kernel == "" || initrd == "":
+		src, err = FromISO(req.ISO, dir)
+	case src.Kernel == "" || src.Initrd == "":
 		root, cds := req.Root, req.CDROMs
 		if root == "" {
 			root = "/"
@@ -94,14 +96,14 @@ func Prepare(ctx context.Context, req Request, dir string) (*Plan, error) {
 		if len(cds) == 0 {
 			cds = []string{"/dev/sr0", "/dev/sr1"}
 		}
-		kernel, initrd, err = FindSources(root, dir, cds...)
+		src, err = FindSources(root, dir, cds...)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return NewPlan(req.Device, size,
 		WithPlatform(platform), WithAppend(req.Append),
-		WithKernel(kernel), WithInitrd(initrd), WithCloudConfig(cc))
+		WithKernel(src.Kernel), WithInitrd(src.Initrd), WithSystemImage(src.SystemImage), WithCloudConfig(cc))
 }
 
 // Run is every install: Prepare, the plan on out, confirm (when not nil;

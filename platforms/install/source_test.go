@@ -2,13 +2,11 @@ package install
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
-
-	"github.com/cavaliergopher/cpio"
 )
 
 func TestFromISO(t *testing.T) {
@@ -25,21 +23,24 @@ func TestFromISO(t *testing.T) {
 		t.Fatalf("xorriso: %v: %s", err, out)
 	}
 	out := t.TempDir()
-	k, i, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0"), iso)
+	src, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0"), iso)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]string{k: "kernel", i: "initrd with system image"} {
+	for path, want := range map[string]string{src.Kernel: "kernel", src.Initrd: "initrd with system image"} {
 		if got, _ := os.ReadFile(path); string(got) != want {
 			t.Errorf("%s = %q, want %q", path, got, want)
 		}
 	}
-	// An installed root's own /boot wins over the ISO.
-	k2, _, err := FindSources(filepath.Join(dir, "tree"), out, iso)
-	if err != nil || k2 != filepath.Join(dir, "tree", "boot", "vmlinuz") {
-		t.Errorf("FindSources(root with /boot) = %s, %v", k2, err)
+	if src.SystemImage != "" {
+		t.Errorf("an ISO whose initrd holds the system image gave a system image %s", src.SystemImage)
 	}
-	if _, _, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0")); err == nil {
+	// An installed root's own /boot wins over the ISO.
+	src2, err := FindSources(filepath.Join(dir, "tree"), out, iso)
+	if err != nil || src2.Kernel != filepath.Join(dir, "tree", "boot", "vmlinuz") {
+		t.Errorf("FindSources(root with /boot) = %+v, %v", src2, err)
+	}
+	if _, err := FindSources(filepath.Join(dir, "empty-root"), out, filepath.Join(dir, "no-sr0")); err == nil {
 		t.Error("FindSources with nothing to find: no error")
 	}
 }
@@ -50,16 +51,18 @@ func TestFindSourcesStatePartition(t *testing.T) {
 	os.MkdirAll(boot, 0o755)
 	os.WriteFile(filepath.Join(boot, "vmlinuz"), []byte("k"), 0o644)
 	os.WriteFile(filepath.Join(boot, "initrd"), []byte("i"), 0o644)
-	k, i, err := FindSources(root, t.TempDir())
-	if err != nil || k != filepath.Join(boot, "vmlinuz") || i != filepath.Join(boot, "initrd") {
-		t.Errorf("FindSources on an installed system = %s, %s, %v; want the state partition's /boot", k, i, err)
+	os.MkdirAll(filepath.Join(boot, "berth"), 0o755)
+	os.WriteFile(filepath.Join(boot, "berth", "system.sqfs"), []byte("s"), 0o644)
+	src, err := FindSources(root, t.TempDir())
+	want := Sources{Kernel: filepath.Join(boot, "vmlinuz"), Initrd: filepath.Join(boot, "initrd"), SystemImage: filepath.Join(boot, "berth", "system.sqfs")}
+	if err != nil || src != want {
+		t.Errorf("FindSources on an installed system = %+v, %v; want the state partition's /boot and its system image", src, err)
 	}
 }
 
 // TestFromISOWithSystemImage: berth.iso boots with the small initrd and
-// carries the system image beside it; what FromISO gives the installer is
-// the initrd a disk boots, the small one followed by a cpio holding the
-// image (4-byte aligned, as the kernel needs).
+// carries the system image beside it; FromISO gives the installer both,
+// which it puts side by side in the state partition's /boot.
 func TestFromISOWithSystemImage(t *testing.T) {
 	if _, err := exec.LookPath("xorriso"); err != nil {
 		t.Skipf("xorriso not installed: %v", err)
@@ -76,31 +79,23 @@ func TestFromISOWithSystemImage(t *testing.T) {
 	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", iso, tree).CombinedOutput(); err != nil {
 		t.Fatalf("xorriso: %v: %s", err, out)
 	}
-	_, initrd, err := FromISO(iso, t.TempDir())
+	src, err := FromISO(iso, t.TempDir())
 	if err != nil {
 		t.Fatalf("FromISO: %v", err)
 	}
-	b, err := os.ReadFile(initrd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(b, []byte("small\x00\x00\x00")) {
-		t.Fatalf("initrd starts %q, want the small initrd padded to 8 bytes", b[:min(len(b), 16)])
-	}
-	r := cpio.NewReader(bytes.NewReader(b[8:]))
-	got := map[string][]byte{}
-	for {
-		h, err := r.Next()
-		if err == io.EOF {
-			break
+	for path, want := range map[string][]byte{src.Kernel: []byte("kernel"), src.Initrd: []byte("small"), src.SystemImage: image} {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%q: %d bytes, %v; want %d", path, len(got), err, len(want))
 		}
-		if err != nil {
-			t.Fatalf("the appended cpio: %v", err)
-		}
-		body, _ := io.ReadAll(r)
-		got[h.Name] = body
 	}
-	if _, ok := got["berth"]; !ok || !bytes.Equal(got["berth/system.sqfs"], image) {
-		t.Errorf("the appended cpio has %d entries, berth/system.sqfs %d bytes; want the berth dir and the %d-byte image", len(got), len(got["berth/system.sqfs"]), len(image))
+}
+
+// TestFromISOTruncated: an ISO cut short is an error naming the ISO, not
+// an install of half a kernel.
+func TestFromISOTruncated(t *testing.T) {
+	iso := filepath.Join(t.TempDir(), "berth.iso")
+	os.WriteFile(iso, bytes.Repeat([]byte{0}, 40000), 0o644)
+	if _, err := FromISO(iso, t.TempDir()); err == nil || !strings.Contains(err.Error(), iso) {
+		t.Errorf("FromISO(truncated) = %v, want an error naming %s", err, iso)
 	}
 }

@@ -1,8 +1,9 @@
 // Command cloudimage builds Berth's cloud images (berth-openstack.qcow2,
 // berth-gce.tar.gz, berth-ec2.raw, berth-ec2.vmdk) from the kernel and
-// initrd of the bootable image, and prints each one's size.
+// small initrd and system image of the bootable image, and prints each
+// one's size.
 //
-//	cloudimage -kernel out/image/vmlinuz -initrd out/image/initrd -out out/cloud
+//	cloudimage -kernel out/image/vmlinuz -initrd out/image/initrd.small -system-image out/image/system.sqfs -out out/cloud
 package main
 
 import (
@@ -15,11 +16,13 @@ import (
 	"time"
 
 	"github.com/berthos/berth/platforms/cloudimage"
+	"github.com/berthos/berth/platforms/install"
 )
 
 func main() {
 	kernel := flag.String("kernel", "out/image/vmlinuz", "kernel to install")
-	initrd := flag.String("initrd", "out/image/initrd", "initrd (with the system image) to install")
+	initrd := flag.String("initrd", "out/image/initrd.small", "initrd to install")
+	sysimg := flag.String("system-image", "out/image/system.sqfs", `system image to install beside the initrd ("" when the initrd holds it)`)
 	out := flag.String("out", "out/cloud", "output directory")
 	size := flag.Int64("size-gib", 2, "disk size of each image in GiB")
 	seed := flag.String("seed", "berth", "seed of the GUIDs and UUIDs (the build passes the commit)")
@@ -36,7 +39,7 @@ func main() {
 	if *only != "" {
 		opts = append(opts, cloudimage.WithOnly(strings.Split(*only, ",")...))
 	}
-	results, err := cloudimage.New(*kernel, *initrd, opts...).Build(ctx)
+	results, err := cloudimage.New(install.Sources{Kernel: *kernel, Initrd: *initrd, SystemImage: *sysimg}, opts...).Build(ctx)
 	for _, r := range results {
 		fmt.Println(r)
 	}

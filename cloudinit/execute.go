@@ -25,7 +25,6 @@ type ExecOption func(*execOptions)
 
 type execOptions struct {
 	log            *slog.Logger
-	container      func(ctx context.Context, f WriteFile, data []byte) error
 	user           string
 	kernelHostname *bool
 	// chroot is where runcmd and the user-data script run ("" = here).
@@ -76,13 +75,6 @@ func WithLogger(l *slog.Logger) ExecOption {
 	return func(o *execOptions) { o.log = l }
 }
 
-// WithContainerFiles sets the hook that writes a write_files entry with a
-// `container:` into that system service's filesystem. Without it such
-// entries are skipped with a log line.
-func WithContainerFiles(hook func(ctx context.Context, f WriteFile, data []byte) error) ExecOption {
-	return func(o *execOptions) { o.container = hook }
-}
-
 // WithSSHUser sets the user whose authorized_keys receive
 // ssh_authorized_keys (default "rancher").
 func WithSSHUser(name string) ExecOption {
@@ -108,7 +100,7 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 		}
 	}
 	for _, f := range cfg.WriteFiles {
-		fail(writeFile(ctx, root, f, &o))
+		fail(writeFile(root, f, &o))
 	}
 	if len(cfg.SSHAuthorizedKeys) > 0 {
 		fail(authorizeKeys(root, o.user, cfg.SSHAuthorizedKeys, o.log))
@@ -206,28 +198,19 @@ func DecodeContent(f WriteFile) ([]byte, error) {
 	return data, nil
 }
 
-func writeFile(ctx context.Context, root string, f WriteFile, o *execOptions) error {
+func writeFile(root string, f WriteFile, o *execOptions) error {
 	data, err := DecodeContent(f)
 	if err != nil {
 		return err
 	}
 	if f.Container != "" {
-		if o.container == nil {
-			o.log.Warn("write_files: no way to reach a container's filesystem yet; skipped", "path", f.Path, "container", f.Container)
-			return nil
-		}
-		if err := o.container(ctx, f, data); err != nil {
-			return fmt.Errorf("write %s into %s: %w", f.Path, f.Container, err)
-		}
+		// The service's container gets it when it is created (TarFiles).
+		o.log.Info("write_files: left to the service's container, written into it when it is created", "path", f.Path, "container", f.Container)
 		return nil
 	}
-	perm := os.FileMode(0o644)
-	if f.Permissions != "" {
-		p, err := strconv.ParseUint(f.Permissions, 8, 32)
-		if err != nil {
-			return fmt.Errorf("write %s: permissions %q: %w", f.Path, f.Permissions, err)
-		}
-		perm = os.FileMode(p)
+	perm, err := filePerm(f)
+	if err != nil {
+		return err
 	}
 	path := filepath.Join(root, f.Path)
 	if err := atomicfile.Write(path, data, perm.Perm()); err != nil {
@@ -246,6 +229,19 @@ func writeFile(ctx context.Context, root string, f WriteFile, o *execOptions) er
 	}
 	o.log.Info("wrote file", "path", f.Path, "bytes", len(data), "mode", fmt.Sprintf("%04o", perm))
 	return nil
+}
+
+// filePerm is f's permissions as octal bits (setuid 04000 and the like
+// included); 0644 when it has none.
+func filePerm(f WriteFile) (os.FileMode, error) {
+	if f.Permissions == "" {
+		return 0o644, nil
+	}
+	p, err := strconv.ParseUint(f.Permissions, 8, 32)
+	if err != nil || p > 0o7777 {
+		return 0, fmt.Errorf("write %s: permissions %q: not an octal mode", f.Path, f.Permissions)
+	}
+	return os.FileMode(p), nil
 }
 
 // fileMode maps the octal 4000/2000/1000 bits onto Go's mode bits.
@@ -267,15 +263,9 @@ func fileMode(p os.FileMode) os.FileMode {
 // /etc/group, or numbers). Without the privilege to chown it is a no-op
 // when the file already has that owner, else an error.
 func chown(root, path, owner string) error {
-	user, group, _ := strings.Cut(owner, ":")
-	uid, gid, err := lookupUser(root, user)
+	uid, gid, err := lookupOwner(root, owner)
 	if err != nil {
 		return fmt.Errorf("chown %s to %s: %w", path, owner, err)
-	}
-	if group != "" {
-		if gid, err = lookupGroup(root, group); err != nil {
-			return fmt.Errorf("chown %s to %s: %w", path, owner, err)
-		}
 	}
 	if err := os.Lchown(path, uid, gid); err != nil {
 		if fi, serr := os.Stat(path); serr == nil {

@@ -1,6 +1,7 @@
 package cloudinit
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -13,6 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestExecute(t *testing.T) {
@@ -47,13 +51,7 @@ func TestExecute(t *testing.T) {
 		t.Fatalf("Parse: %v\n%s", err, rep)
 	}
 	var logs bytes.Buffer
-	var hooked []string
-	err = Execute(context.Background(), cfg, root,
-		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-		WithContainerFiles(func(_ context.Context, f WriteFile, data []byte) error {
-			hooked = append(hooked, f.Container+":"+f.Path+"="+string(data))
-			return nil
-		}))
+	err = Execute(context.Background(), cfg, root, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err == nil {
 		t.Error("Execute = nil, want the errors of the missing sysctl and `false`")
 	} else {
@@ -86,23 +84,20 @@ func TestExecute(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(root, "home/rancher/.ssh/authorized_keys")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("authorized_keys mode = %v, %v; want 0600", fi.Mode(), err)
 	}
-	if len(hooked) != 1 || hooked[0] != "console:/etc/in-console=c" {
-		t.Errorf("container hook got %v", hooked)
-	}
 	if _, err := os.Stat(filepath.Join(root, "etc/in-console")); err == nil {
 		t.Error("a container: entry was written to the host")
 	}
 }
 
-func TestExecuteContainerFileWithoutHook(t *testing.T) {
+func TestExecuteLeavesContainerFiles(t *testing.T) {
 	root := t.TempDir()
 	cfg := &Config{WriteFiles: []WriteFile{{Path: "/x", Container: "ntp", Content: "c"}}}
 	var logs bytes.Buffer
 	if err := Execute(context.Background(), cfg, root, WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	if !strings.Contains(logs.String(), "skipped") {
-		t.Errorf("no log line for the skipped entry: %s", logs.String())
+	if !strings.Contains(logs.String(), "left to the service's container") {
+		t.Errorf("no log line for the entry left to the container: %s", logs.String())
 	}
 	if _, err := os.Stat(filepath.Join(root, "x")); err == nil {
 		t.Error("a container: entry was written to the host")
@@ -166,6 +161,70 @@ func TestExecuteCommandRoot(t *testing.T) {
 		}
 		if _, err := os.Stat("/" + f); err == nil {
 			t.Errorf("/%s was written outside the root", f)
+		}
+	}
+}
+
+// TestTarFiles: the write_files entries for one service become the tar
+// that PID 1 uploads into its container: decoded content, the mode and
+// owner asked for (names from the root's passwd and group), paths made
+// relative; a bad entry is an error naming it.
+func TestTarFiles(t *testing.T) {
+	root := t.TempDir()
+	writeTestFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\nrancher:x:1100:1100::/home/rancher:/bin/sh\n")
+	writeTestFile(t, filepath.Join(root, "etc/group"), "root:x:0:\ndocker:x:1101:rancher\n")
+	cfg := &Config{WriteFiles: []WriteFile{
+		{Path: "/host-file", Content: "host"},
+		{Path: "/etc/ntp.conf", Container: "ntp", Content: "server 192.0.2.1\n", Permissions: "0600", Owner: "rancher:docker"},
+		{Path: "/test", Container: "console", Content: "console"},
+		{Path: "/usr/bin/hook", Container: "ntp", Content: "H4sIAAAAAAAAA8tIzcnJBwCGphA2BQAAAA==", Encoding: "gz+b64", Permissions: "4755"},
+	}}
+	files := ContainerFiles(cfg, "ntp")
+	if len(files) != 2 || files[0].Path != "/etc/ntp.conf" || files[1].Path != "/usr/bin/hook" {
+		t.Fatalf("ContainerFiles(ntp) = %+v, want its two entries in order", files)
+	}
+	var buf bytes.Buffer
+	mtime := time.Unix(1700000000, 0)
+	if err := TarFiles(&buf, files, root, mtime); err != nil {
+		t.Fatalf("TarFiles: %v", err)
+	}
+	type got struct {
+		mode     int64
+		uid, gid int
+		data     string
+	}
+	all := map[string]got{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if !h.ModTime.Equal(mtime) {
+			t.Errorf("%s: mtime %v", h.Name, h.ModTime)
+		}
+		all[h.Name] = got{h.Mode, h.Uid, h.Gid, string(b)}
+	}
+	want := map[string]got{
+		"etc/ntp.conf": {0o600, 1100, 1101, "server 192.0.2.1\n"},
+		"usr/bin/hook": {0o4755, 0, 0, "hello"},
+	}
+	if diff := cmp.Diff(want, all, cmp.AllowUnexported(got{})); diff != "" {
+		t.Errorf("tar (-want +got):\n%s", diff)
+	}
+	for _, bad := range []WriteFile{
+		{Path: "/x", Content: "!!", Encoding: "b64"},
+		{Path: "/x", Owner: "nobody-here"},
+		{Path: "/x", Permissions: "0999"},
+		{Path: "/", Content: "dir"},
+	} {
+		var b bytes.Buffer
+		if err := TarFiles(&b, []WriteFile{bad}, root, mtime); err == nil || b.Len() != 0 {
+			t.Errorf("TarFiles(%+v) = %v with %d bytes, want an error and nothing written", bad, err, b.Len())
 		}
 	}
 }

@@ -44,6 +44,15 @@ func (c checks) run(t *testing.T, vm *VM) {
 			t.Errorf("write_files: exit %d, %v: %q", code, err, out)
 		}
 	})
+	t.Run("write_files into containers", func(t *testing.T) {
+		// ntp starts once User Docker answers: wait for its container.
+		out, code, err := vm.Console("for i in $(seq 120); do system-docker inspect ntp >/dev/null 2>&1 && break; sleep 1; done; "+
+			"system-docker exec console stat -c %a /etc/e2e-in-console; system-docker exec console cat /etc/e2e-in-console; system-docker exec ntp cat /etc/e2e-in-ntp; "+
+			"[ -e /etc/e2e-in-console ] || [ -e /etc/e2e-in-ntp ] && echo ON-HOST; true", 3*time.Minute)
+		if want := "600\nin the console\nin ntp"; err != nil || code != 0 || out != want {
+			t.Errorf("files with container: console and ntp: exit %d, %v: %q, want %q (in the containers, not on the host)", code, err, out, want)
+		}
+	})
 	t.Run("ssh key", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
@@ -76,6 +85,15 @@ write_files:
   - path: /var/lib/rancher/e2e-written
     content: |
       written by write_files
+  - path: /etc/e2e-in-console
+    container: console
+    permissions: "0600"
+    content: |
+      in the console
+  - path: /etc/e2e-in-ntp
+    container: ntp
+    content: |
+      in ntp
 %s`, pub, e2eDNS) + preloadRuncmd(preloadURL)
 }
 

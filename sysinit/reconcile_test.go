@@ -1,8 +1,12 @@
 package sysinit
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,4 +351,42 @@ func TestSupervisionRestartsAndBacksOff(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReconcileContainerFiles: write_files entries with `container:` are
+// in the service's container when it first starts (content, mode and
+// owner); a bad entry is logged and the service starts anyway; a change
+// of a file's content recreates the container with the new one.
+func TestReconcileContainerFiles(t *testing.T) {
+	_, d := engineWithImages(t)
+	ctx := context.Background()
+	check := `test "$(cat /etc/berth/test)" = "%s" && test "$(stat -c %%a:%%u:%%g /etc/berth/test)" = 600:1100:1101`
+	cfgOf := func(content string) *cloudinit.Config {
+		checker := svc(fmt.Sprintf(check, content), cloudinit.LabelDetach, "false")
+		plain := svc("sleep 3600")
+		return &cloudinit.Config{
+			WriteFiles: []cloudinit.WriteFile{
+				{Path: "/etc/berth/test", Container: "checker", Content: content, Permissions: "0600", Owner: "1100:1101"},
+				{Path: "/broken", Container: "plain", Content: "!!", Encoding: "b64"},
+				{Path: "/etc/host-only", Content: "not for any container"},
+			},
+			Rancher: cloudinit.Rancher{Services: map[string]*cloudinit.Service{"checker": &checker, "plain": &plain}},
+		}
+	}
+	var logs bytes.Buffer
+	s := NewServices("system-docker", d.Client, WithServicesLogger(slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil))))
+	res, err := s.Reconcile(ctx, Specs(cfgOf("console content")))
+	if err != nil || len(res.Failed) != 0 {
+		t.Fatalf("Reconcile: %v; failed %v (the checker did not find its file as written)", err, res.Failed)
+	}
+	if !contains(res.Started, "plain") {
+		t.Errorf("plain, whose file could not be decoded, did not start: %+v", res)
+	}
+	if !strings.Contains(logs.String(), "write_files into the service's container failed") || !strings.Contains(logs.String(), "/broken") {
+		t.Errorf("no warning naming the bad entry:\n%s", logs.String())
+	}
+	res, err = s.Reconcile(ctx, Specs(cfgOf("new content")))
+	if err != nil || len(res.Failed) != 0 || !contains(res.Recreated, "checker") || contains(res.Recreated, "plain") {
+		t.Errorf("Reconcile with a changed file: %v; %+v, want checker alone recreated and passing", err, res)
+	}
 }

@@ -1,6 +1,7 @@
 package sysinit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/internal/atomicfile"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -375,7 +377,31 @@ func (s *Services) ensure(ctx context.Context, sp Spec, actual map[string]contai
 	}
 	s.track(sp, cr.ID)
 	s.log.Info("service "+how, "engine", s.engine, "service", sp.Name, "id", short(cr.ID))
+	s.putFiles(ctx, sp, cr.ID)
 	return cr.ID, how, nil
+}
+
+// putFiles puts the service's write_files entries into its new container
+// (not yet started) through the engine's archive API. A failure is logged
+// and the service starts without them: a bad entry never keeps it down.
+func (s *Services) putFiles(ctx context.Context, sp Spec, id string) {
+	if len(sp.Files) == 0 {
+		return
+	}
+	var buf bytes.Buffer
+	err := cloudinit.TarFiles(&buf, sp.Files, "/", time.Now())
+	if err == nil {
+		_, err = s.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf})
+	}
+	if err != nil {
+		s.log.Warn("write_files into the service's container failed; starting it without them", "engine", s.engine, "service", sp.Name, "err", err)
+		return
+	}
+	paths := make([]string, len(sp.Files))
+	for i, f := range sp.Files {
+		paths[i] = f.Path
+	}
+	s.log.Info("wrote files into the service's container", "engine", s.engine, "service", sp.Name, "paths", strings.Join(paths, ","))
 }
 
 // start starts a service's container unless it is create-only or already

@@ -66,6 +66,10 @@ type Spec struct {
 	OneShot      bool
 	CreateOnly   bool
 	ReloadConfig bool
+	// Files are the write_files entries with `container:` naming this
+	// service; they are put into its container when it is created,
+	// before it first starts.
+	Files []cloudinit.WriteFile
 }
 
 // ContainerName is the name of the service's container.
@@ -82,7 +86,8 @@ func (s Spec) Hash() string {
 	b, _ := json.Marshal(struct {
 		Name    string
 		Service cloudinit.Service
-	}{s.Name, s.Service})
+		Files   []cloudinit.WriteFile `json:",omitempty"`
+	}{s.Name, s.Service, s.Files})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
 }
@@ -115,6 +120,7 @@ func Specs(cfg *cloudinit.Config) []Spec {
 			sp.Service.Command = append([]string{"dockerd"}, DockerdArgs(cfg.Rancher.Docker, UserDockerDefaults())...)
 			sp.Service.Environment = append(sp.Service.Environment, cfg.Rancher.Docker.Environment...)
 		}
+		sp.Files = cloudinit.ContainerFiles(cfg, name)
 		byName[name] = sp
 	}
 	// After a service that is defined but disabled is satisfied (RancherOS

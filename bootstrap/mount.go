@@ -86,6 +86,18 @@ func EarlyMounts() []Mount {
 	}
 }
 
+// ShareMounts makes every mount, the root's first, a shared one (as
+// systemd does), so that a mount made later under a directory a
+// container binds with rshared propagation (/mnt, /media in the console
+// and User Docker) shows in the container too, and one made in the
+// container shows on the host. Mounts are private without it.
+func ShareMounts() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make mounts shared: %w", err)
+	}
+	return nil
+}
+
 // MountAll applies mounts in order, logging each with its duration. A
 // failed optional mount is logged; a failed required one is returned.
 func MountAll(log *Logger, mounts []Mount) error {

@@ -141,6 +141,16 @@ func engineChecks(t *testing.T, vm *VM) {
 			t.Errorf("resolv.conf: exit %d, %v: the machine's %q, a container's %q; want the same, non-empty", code, err, host, ctr)
 		}
 	})
+	t.Run("a mount made after boot reaches the console and User Docker", func(t *testing.T) {
+		// On the host, then one made in the console: both must show in
+		// the console, on the host, and in a User Docker container.
+		out, code, err := vm.Console("mkdir -p /mnt/late && mount -t tmpfs late /mnt/late && echo host-mount > /mnt/late/f && "+
+			"system-docker exec console sh -c 'cat /mnt/late/f; mkdir -p /media/fromconsole && mount -t tmpfs c /media/fromconsole && echo console-mount > /media/fromconsole/g' && "+
+			"cat /media/fromconsole/g && docker run --rm -v /mnt/late:/a -v /media/fromconsole:/b busybox cat /a/f /b/g", 2*time.Minute)
+		if want := "host-mount\nconsole-mount\nhost-mount\nconsole-mount"; err != nil || code != 0 || out != want {
+			t.Errorf("late mounts: exit %d, %v: %q, want %q", code, err, out, want)
+		}
+	})
 	t.Run("published port answers from the host", func(t *testing.T) {
 		out, code, err := vm.Console("docker run -d --name e2e-web -p 8080:80 busybox sh -c 'echo e2e-published > /tmp/index.html && exec httpd -f -p 80 -h /tmp'", 2*time.Minute)
 		if err != nil || code != 0 {

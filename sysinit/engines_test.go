@@ -16,6 +16,21 @@ import (
 	"github.com/moby/moby/client"
 )
 
+// sharedDir makes dir a shared mount (a bind of itself), as PID 1 makes
+// every mount: the services bind /mnt and /media with rshared
+// propagation, which the engine refuses from a private mount.
+func sharedDir(t *testing.T, dir string) {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind %s: %v", dir, err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatalf("make %s shared: %v", dir, err)
+	}
+}
+
 // testConfig is a config whose System Docker lives in the test's temp dir,
 // with a one-shot, a long-running service, and the default `docker`
 // service (User Docker) with its host paths moved under root.
@@ -36,12 +51,14 @@ func testConfig(t *testing.T, e *testEnv, root string) *cloudinit.Config {
 	for _, v := range dockerSvc.Volumes {
 		src, rest, _ := strings.Cut(v, ":")
 		switch src {
-		case "/var/lib/docker", "/var/run/user-docker", "/etc/docker", "/home", "/opt":
+		case "/var/lib/docker", "/var/run/user-docker", "/etc/docker", "/home", "/opt", "/mnt", "/media":
 			src = filepath.Join(root, src)
+			os.MkdirAll(src, 0o755)
 		}
 		vols = append(vols, src+":"+rest)
 	}
 	dockerSvc.Volumes = vols
+	sharedDir(t, root)
 	oneshot := svc("echo setup done", cloudinit.LabelDetach, "false")
 	oneshot.Image = "berth/base:${VERSION}"
 	long := svc("trap 'exit 0' TERM; while :; do sleep 1; done", cloudinit.LabelAfter, "setup")

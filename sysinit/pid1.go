@@ -77,6 +77,9 @@ func RunPID1() {
 	if err == nil {
 		err = bootstrap.MakeSymlinks(bootstrap.EarlySymlinks())
 	}
+	if err == nil {
+		err = bootstrap.ShareMounts()
+	}
 	end(err)
 	end = tl.Begin("cgroups")
 	cerr := bootstrap.PrimeCgroups("/sys/fs/cgroup", pid1KeepCgroup)

@@ -1,5 +1,5 @@
-// Package cloudimage builds Berth's cloud images from the kernel and
-// initrd of the bootable image: each is a disk installed by
+// Package cloudimage builds Berth's cloud images from the kernel, small
+// initrd and system image of the bootable image: each is a disk installed by
 // platforms/install for its platform, then converted to what the cloud
 // imports.
 //

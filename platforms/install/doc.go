@@ -9,7 +9,7 @@
 //	1  BIOS boot   1 MiB    GRUB's i386-pc core image
 //	2  EFI system  32 MiB   FAT, /EFI/BOOT/BOOTX64.EFI (GRUB x86_64-efi)
 //	3  state       the rest ext4 labelled RANCHER_STATE: /boot (kernel,
-//	                        initrd with the system image, grub.cfg) and the
+//	                        small initrd, berth/system.sqfs, grub.cfg) and the
 //	                        persistent directories, with the given
 //	                        cloud-config at var/lib/rancher/conf/cloud-config.yml
 //

@@ -92,6 +92,23 @@ func (s Spec) Hash() string {
 	return hex.EncodeToString(h[:8])
 }
 
+// UnplacedFiles are the write_files entries of cfg whose `container:`
+// names no service among specs (a typo, or a disabled service): they are
+// written nowhere, which the boot says.
+func UnplacedFiles(cfg *cloudinit.Config, specs []Spec) []cloudinit.WriteFile {
+	names := map[string]bool{}
+	for _, s := range specs {
+		names[s.Name] = true
+	}
+	var out []cloudinit.WriteFile
+	for _, f := range cfg.WriteFiles {
+		if f.Container != "" && !names[f.Container] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Specs renders the enabled services of cfg. A service is enabled unless
 // it is in rancher.disable, services_include sets it false, or it is
 // optional (label io.berth.optional) and services_include does not set it

@@ -182,3 +182,29 @@ func TestRestartWanted(t *testing.T) {
 		}
 	}
 }
+
+// TestUnplacedFiles: a write_files entry for a service that is not there
+// (a typo, a disabled one) is named, so the boot can say it went nowhere;
+// host files and files for enabled services are not.
+func TestUnplacedFiles(t *testing.T) {
+	ntp := cloudinit.Service{Image: "x"}
+	cons := cloudinit.Service{Image: "x"}
+	cfg := &cloudinit.Config{
+		WriteFiles: []cloudinit.WriteFile{
+			{Path: "/host"}, {Path: "/a", Container: "ntp"}, {Path: "/b", Container: "consol"}, {Path: "/c", Container: "console"},
+		},
+		Rancher: cloudinit.Rancher{Services: map[string]*cloudinit.Service{"ntp": &ntp, "console": &cons}, Disable: []string{"console"}},
+	}
+	var got []string
+	for _, f := range UnplacedFiles(cfg, Specs(cfg)) {
+		got = append(got, f.Container+":"+f.Path)
+	}
+	if diff := cmp.Diff([]string{"consol:/b", "console:/c"}, got); diff != "" {
+		t.Errorf("UnplacedFiles (-want +got):\n%s", diff)
+	}
+	for _, s := range Specs(cfg) {
+		if s.Name == "ntp" && (len(s.Files) != 1 || s.Files[0].Path != "/a") {
+			t.Errorf("ntp's spec has files %+v, want /a", s.Files)
+		}
+	}
+}

@@ -127,6 +127,13 @@ func enginesMain() int {
 		fmt.Println("RESULT error=conf")
 		return 2
 	}
+	// unshare made the new namespace's mounts private: share the root
+	// again (testConfig's sharedDir), for the rshared binds of /mnt and
+	// /media, as PID 1 shares its mounts.
+	if err := syscall.Mount("", c.Root, "", syscall.MS_SHARED, ""); err != nil {
+		fmt.Println("RESULT error=share-root")
+		return 2
+	}
 	ctx := context.Background()
 	t0 := time.Now()
 	eng, err := StartEngines(ctx, c.Config, WithRoot(c.Root), WithImageDir(c.Images), WithVersion(testVersion), WithSystemDockerArgs(c.ExtraArgs...))

@@ -50,7 +50,7 @@ run: ## Boot Berth in qemu: console on this terminal, SSH on 127.0.0.1:2222 (bui
 
 # The whole suite but the boot benchmark (make bench-boot), which boots
 # the EC2 case at several memory sizes.
-E2E_FLAGS ?= -count=1 -timeout 50m -v
+E2E_FLAGS ?= -count=1 -timeout 70m -v
 e2e: image ## Boot the real image in qemu (every case: cmdline, EC2, GCE, config drive, state disk, malformed user-data, install, cloud and Packer images)
 	$(GO) test -tags e2e $(E2E_FLAGS) -skip '^TestBenchBoot$$' ./e2e/
 

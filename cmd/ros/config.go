@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthos/berth/cloudinit"
 	"github.com/berthos/berth/internal/atomicfile"
+	"github.com/berthos/berth/sysinit"
 )
 
 // newConfigCmd is `ros config`: read, change and validate the cloud-config.
@@ -243,11 +244,12 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 				}
 				data, source = ud.CloudConfig, source+" (cloud-config)"
 			}
-			_, rep, err := cloudinit.Parse(source, data)
+			tree, rep, err := cloudinit.ParseTree(source, data)
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err)
 				return &exitError{code: 1, err: errors.New("config validate: not a valid cloud-config")}
 			}
+			rep.Entries = append(rep.Entries, unplacedFiles(source, tree)...)
 			fmt.Fprint(cmd.OutOrStdout(), rep)
 			if rep.HasErrors() {
 				return &exitError{code: 1, err: fmt.Errorf("config validate: %d errors", len(rep.Errors()))}
@@ -259,6 +261,40 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&input, "input", "i", "", "cloud-config file to check (- for stdin)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
+}
+
+// unplacedFiles warns of the write_files entries of tree (a checked
+// document) whose `container:` names no service that tree, over the
+// built-in defaults, enables: a typo or a disabled service, whose file
+// the boot would write nowhere (sysinit.UnplacedFiles, which PID 1 warns
+// of too).
+func unplacedFiles(source string, tree *yaml.Node) []cloudinit.Entry {
+	list, ok := cloudinit.Get(tree, "write_files")
+	if !ok || list.Kind != yaml.SequenceNode {
+		return nil
+	}
+	merged, _ := cloudinit.DefaultsTree()
+	if err := cloudinit.MergeInto(merged, tree); err != nil {
+		return nil
+	}
+	cfg := cloudinit.Decode(merged)
+	unplaced := map[string]bool{}
+	for _, f := range sysinit.UnplacedFiles(cfg, sysinit.Specs(cfg)) {
+		unplaced[f.Container] = true
+	}
+	var out []cloudinit.Entry
+	for i, item := range list.Content {
+		n, ok := cloudinit.Get(item, "container")
+		if !ok || n.Kind != yaml.ScalarNode || !unplaced[n.Value] {
+			continue
+		}
+		out = append(out, cloudinit.Entry{
+			Source: source, Line: n.Line, Column: n.Column,
+			Path:    fmt.Sprintf("write_files[%d].container", i),
+			Message: fmt.Sprintf("no enabled service is named %q: the file would be written nowhere", n.Value),
+		})
+	}
+	return out
 }
 
 // userDataContainer reports whether data is user-data other than a plain

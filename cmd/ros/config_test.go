@@ -218,6 +218,10 @@ func TestConfigValidate(t *testing.T) {
 		{"errors", "rancher:\n  network:\n    interfaces:\n      eth0:\n        mtu: abc\n",
 			"stdin:5:14: rancher.network.interfaces.eth0.mtu: want an integer, got \"abc\"\n", 1},
 		{"syntax", "a: [\n", "stdin:1: did not find expected node content\n", 1},
+		{"write_files for a service that is not enabled",
+			"write_files:\n- path: /etc/a\n  container: ntp\n- path: /etc/b\n  container: ntpd\n- path: /etc/c\n  container: syslog\nrancher:\n  disable: [syslog]\n",
+			"stdin:5:14: write_files[1].container: warning: no enabled service is named \"ntpd\": the file would be written nowhere\n" +
+				"stdin:7:14: write_files[2].container: warning: no enabled service is named \"syslog\": the file would be written nowhere\n", 0},
 		{"script", "#!/bin/sh\necho hi\n", "stdin: script user-data (18 bytes) is run as it is; not checked\n", 0},
 		{"mime with a bad cloud-config part", "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\nrancher:\n  debug: maybe\n--B--\n",
 			"stdin (cloud-config):2:10: rancher.debug: want true or false, got \"maybe\"\n", 1},

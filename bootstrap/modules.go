@@ -29,12 +29,23 @@ func DefaultModules() []string {
 }
 
 // BootModules are the modules the initramfs carries: what reaches the
-// system image (MediaModules) and what PID 1 loads on every boot
-// (DefaultModules), so that neither waits on the system image's
+// system image (MediaModules), what PID 1 loads on every boot
+// (DefaultModules) and the drivers of some machines' disks
+// (DeviceModules), so that none of them waits on the system image's
 // decompression. The system image carries every module, and once these
 // are loaded its copy replaces the initramfs's (UseSystemModules).
 func BootModules() []string {
-	return append(MediaModules(), DefaultModules()...)
+	return append(append(MediaModules(), DefaultModules()...), DeviceModules()...)
+}
+
+// DeviceModules are drivers for devices only some machines have, which
+// Coldplug loads when such a device is there and nothing else loads (on
+// other machines they would fail with ENODEV): Xen's block and network
+// frontends, the root disk (xvda) and the NIC of the Xen-based EC2
+// instance types (t2, m4, c4 and older). The initramfs carries them so
+// that an installed disk on Xen finds its system image.
+func DeviceModules() []string {
+	return []string{"xen_blkfront", "xen_netfront"}
 }
 
 // EngineModules are what User Docker's bridge network, NAT and published

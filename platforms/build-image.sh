@@ -40,6 +40,7 @@ MODULES=(
   button evdev xfrm_user nfnetlink zram
   kernel/net/netfilter/ kernel/net/ipv4/netfilter/ kernel/net/ipv6/netfilter/ kernel/net/bridge/netfilter/
   ena nvme  # EC2 Nitro: the ENA NIC and EBS volumes as NVMe (nvme_core comes along)
+  xen_blkfront xen_netfront  # EC2 on Xen (t2, m4, ...): xvda and the netfront NIC
 )
 # Engine binaries (paths inside the packages, under usr/); they go to the
 # squashfs with the libraries ldd finds for them.

@@ -99,8 +99,8 @@ cloud-images: build ## Cloud images from out/image: berth-openstack.qcow2, berth
 packer-qemu: ## Packer's qemu build: unattended install from berth.iso to out/packer-qemu/berth.qcow2, console in out/packer-qemu.serial.log (KVM if usable, else TCG)
 	@[ -s $(IMAGE_DIR)/berth.iso ] || $(MAKE) image
 	rm -rf out/packer-qemu out/packer-qemu.serial.log
-	accel=tcg; if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi; echo "packer-qemu: accelerator $$accel"; \
-	CHECKPOINT_DISABLE=1 packer build -only=qemu -var accelerator=$$accel \
+	accel=tcg cpu=max,-erms,-fsrm; if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm cpu=host; fi; echo "packer-qemu: accelerator $$accel, cpu $$cpu"; \
+	CHECKPOINT_DISABLE=1 packer build -only=qemu -var accelerator=$$accel -var cpu=$$cpu \
 		-var iso=$(IMAGE_DIR)/berth.iso -var iso_checksum=sha256:$$(sha256sum $(IMAGE_DIR)/berth.iso | cut -d' ' -f1) \
 		-var kernel=$(IMAGE_DIR)/vmlinuz -var initrd=$(IMAGE_DIR)/initrd platforms/packer/berth.json
 	@stat -c '%n %s' out/packer-qemu/berth.qcow2 | awk '{printf "%s %.1f MiB\n", $$1, $$2/1048576}'

@@ -311,7 +311,11 @@ func TestPackerImage(t *testing.T) {
 	template, _ := filepath.Abs("../platforms/packer/berth.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "packer", "build", "-only=qemu", "-var", "accelerator="+Accel(),
+	cpu := TCGCPU
+	if Accel() == "kvm" {
+		cpu = "host"
+	}
+	cmd := exec.CommandContext(ctx, "packer", "build", "-only=qemu", "-var", "accelerator="+Accel(), "-var", "cpu="+cpu,
 		"-var", "iso="+iso, "-var", "iso_checksum=none",
 		"-var", "kernel="+filepath.Join(img.Dir, "vmlinuz"), "-var", "initrd="+filepath.Join(img.Dir, "initrd"),
 		"-var", "output_directory="+outDir,

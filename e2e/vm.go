@@ -41,6 +41,15 @@ func Accel() string {
 	return "tcg"
 }
 
+// TCGCPU is the CPU qemu emulates under TCG: every feature TCG has, but
+// without ERMS and FSRM. With them the guest's kernel and glibc copy and
+// clear memory with `rep movsb`/`rep stosb`, which TCG runs a byte per
+// iteration; without them they use 8-byte moves. User Docker answers
+// about 3.5 s sooner (41.4 and 41.6 s against 37.8, 38.0 and 38.6 on a
+// 1 GiB cmdline boot), and the kernel reaches /init 1 s sooner, as the
+// 82 MB initrd unpacks faster. Under KVM the guest gets the host's CPU.
+const TCGCPU = "max,-erms,-fsrm"
+
 // Image is the built image the tests boot.
 type Image struct {
 	Dir string // out/image: vmlinux, vmlinuz, initrd, berth.iso
@@ -156,7 +165,7 @@ func newVM(t testing.TB, memMB int) (*VM, []string) {
 	vm.cond = sync.NewCond(&vm.mu)
 	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
 	vm.accel = Accel()
-	cpu := "max"
+	cpu := TCGCPU
 	if vm.accel == "kvm" {
 		cpu = "host"
 	}

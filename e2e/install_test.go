@@ -115,9 +115,7 @@ func installDisk(t *testing.T, img Image, platform install.Platform, cloudConfig
 	p, err := install.NewPlan(disk, 2<<30, install.WithPlatform(platform), install.WithCloudConfig(cc),
 		install.WithKernel(filepath.Join(img.Dir, "vmlinuz")), install.WithInitrd(filepath.Join(img.Dir, "initrd.small")),
 		install.WithSystemImage(filepath.Join(img.Dir, "system.sqfs")),
-		// no_timer_check: a loaded TCG host can fail the kernel's IO-APIC
-		// timer check ("IO-APIC + timer doesn't work!").
-		install.WithAppend("rancher.autologin=ttyS0 no_timer_check"))
+		install.WithAppend(InstalledAppend()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +204,7 @@ func TestOpenStackImage(t *testing.T) {
 	src := install.Sources{Kernel: filepath.Join(img.Dir, "vmlinuz"), Initrd: filepath.Join(img.Dir, "initrd.small"), SystemImage: filepath.Join(img.Dir, "system.sqfs")}
 	_, err := cloudimage.New(src,
 		cloudimage.WithOutDir(out), cloudimage.WithOnly("berth-openstack.qcow2"),
-		cloudimage.WithAppend("rancher.autologin=ttyS0 no_timer_check")).Build(context.Background())
+		cloudimage.WithAppend(InstalledAppend())).Build(context.Background())
 	if err != nil {
 		t.Skipf("cannot build the image here (grub, dosfstools, mtools, e2fsprogs, qemu-utils): %v", err)
 	}
@@ -267,7 +265,7 @@ write_files:
 	vm := Boot(t, img, VMConfig{
 		MemMB: 2048, Net: fwd, Disk: disk, Args: []string{"-cdrom", iso},
 		Cmdline: `rancher.install.device=/dev/vda rancher.install.force rancher.install.cloud_config_url=http://10.0.2.100/cc.yml ` +
-			`rancher.install.append="rancher.autologin=ttyS0 no_timer_check"`,
+			`rancher.install.append="` + InstalledAppend() + `"`,
 	})
 	waitInstall(t, vm, "/dev/vda")
 	t.Logf("qemu ended by itself %s after it started", time.Since(vm.Started).Round(time.Millisecond))
@@ -319,7 +317,7 @@ func TestPackerImage(t *testing.T) {
 		"-var", "iso="+iso, "-var", "iso_checksum=none",
 		"-var", "kernel="+filepath.Join(img.Dir, "vmlinuz"), "-var", "initrd="+filepath.Join(img.Dir, "initrd"),
 		"-var", "output_directory="+outDir,
-		"-var", "install_append=rancher.autologin=ttyS0 no_timer_check rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		"-var", "install_append="+InstalledAppend()+" rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
 		template)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1", "PACKER_CACHE_DIR="+filepath.Join(dir, "cache"))

@@ -159,6 +159,15 @@ bootcmd:
 			t.Errorf("NVMe disk: exit %d, %v: %q; want /dev/nvme0n1 with serial e2envme", code, err, out)
 		}
 	})
+	t.Run("the kernel loads a module it asks for after the boot", func(t *testing.T) {
+		// PID 1 turns the autoloader off while the initramfs's modules
+		// load, and on again. A macvlan link makes the kernel ask for
+		// rtnl-link-macvlan, which nothing loaded at boot.
+		out, code, err := vm.Console("cat /proc/sys/kernel/modprobe; ip link add link eth0 name e2emv0 type macvlan && grep -c '^macvlan ' /proc/modules; ip link del e2emv0", time.Minute)
+		if err != nil || code != 0 || out != "/sbin/modprobe\n1" {
+			t.Errorf("autoload: exit %d, %v: %q; want /sbin/modprobe and macvlan loaded", code, err, out)
+		}
+	})
 	t.Run("cgroups primed before the first container", func(t *testing.T) {
 		// PID 1 switches the kernel's memcg and cpuset keys while it runs
 		// alone (bootstrap.PrimeCgroups); the kept cgroup must still be

@@ -309,11 +309,8 @@ func TestPackerImage(t *testing.T) {
 	template, _ := filepath.Abs("../platforms/packer/berth.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cpu := TCGCPU
-	if Accel() == "kvm" {
-		cpu = "host"
-	}
-	cmd := exec.CommandContext(ctx, "packer", "build", "-only=qemu", "-var", "accelerator="+Accel(), "-var", "cpu="+cpu,
+	accel := Accel()
+	cmd := exec.CommandContext(ctx, "packer", "build", "-only=qemu", "-var", "accelerator="+accel, "-var", "cpu="+QemuCPU(accel),
 		"-var", "iso="+iso, "-var", "iso_checksum=none",
 		"-var", "kernel="+filepath.Join(img.Dir, "vmlinuz"), "-var", "initrd="+filepath.Join(img.Dir, "initrd"),
 		"-var", "output_directory="+outDir,

@@ -50,6 +50,14 @@ func Accel() string {
 // 82 MB initrd unpacks faster. Under KVM the guest gets the host's CPU.
 const TCGCPU = "max,-erms,-fsrm"
 
+// QemuCPU is qemu's -cpu for accel: the host's under KVM, TCGCPU under TCG.
+func QemuCPU(accel string) string {
+	if accel == "kvm" {
+		return "host"
+	}
+	return TCGCPU
+}
+
 // InstalledAppend is what the tests' installed disks and cloud images add
 // to their kernel command line: the console login, no_timer_check (a
 // loaded TCG host can fail the kernel's IO-APIC timer check, "IO-APIC +
@@ -192,12 +200,8 @@ func newVM(t testing.TB, memMB int) (*VM, []string) {
 	vm.cond = sync.NewCond(&vm.mu)
 	vm.monitor = filepath.Join(t.TempDir(), "monitor.sock")
 	vm.accel = Accel()
-	cpu := TCGCPU
-	if vm.accel == "kvm" {
-		cpu = "host"
-	}
 	return vm, []string{
-		"-accel", vm.accel, "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(memMB),
+		"-accel", vm.accel, "-cpu", QemuCPU(vm.accel), "-smp", "2", "-m", fmt.Sprint(memMB),
 		"-nodefaults", "-display", "none", "-monitor", "unix:" + vm.monitor + ",server,nowait", "-serial", "stdio", "-no-reboot",
 		"-device", "virtio-rng-pci",
 	}

@@ -288,7 +288,7 @@ func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) erro
 	e.wg.Add(1)
 	go func() { defer e.wg.Done(); svc.Supervise(e.runCtx) }()
 	<-svc.Subscribed()
-	for _, f := range UnplacedFiles(cfg, Specs(cfg)) {
+	for _, f := range UnplacedFiles(cfg) {
 		o.log.Warn("write_files: no enabled service of that name; the file is written nowhere", "path", f.Path, "container", f.Container)
 	}
 	e.Started, e.StartErr = svc.Reconcile(ctx, e.systemSpecs())

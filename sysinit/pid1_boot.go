@@ -236,18 +236,17 @@ func (b *pid1Boot) readCmdline(ctx context.Context) error {
 func (b *pid1Boot) loadModules(ctx context.Context) error {
 	md, err := b.moduleDeps()
 	if err != nil {
-		return err
+		return errors.Join(err, b.autoload(true))
 	}
 	// The defaults come from the initramfs; then the system image's
 	// modules take the place of its copies, for the config's and the
 	// devices' modules and all that loads later.
-	err = b.autoload(false)
-	n, lerr := bootstrap.LoadModules(b.log, md, bootstrap.DefaultModules())
+	n, err := bootstrap.LoadModules(b.log, md, bootstrap.DefaultModules())
 	md, serr := b.systemModules(md)
 	// What else the kernel needs (a crypto driver, later a netfilter
 	// table, a filesystem, a link type) it loads through ros as modprobe,
 	// by modules.alias, from the system image's modules.
-	err = errors.Join(err, lerr, serr, b.autoload(true))
+	err = errors.Join(err, serr, b.autoload(true))
 	if len(b.early.Rancher.Modules) > 0 {
 		k, merr := bootstrap.LoadModules(b.log, md, b.early.Rancher.Modules)
 		n += k
@@ -270,11 +269,13 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 }
 
 // autoload turns the kernel's module autoloader on (/sbin/modprobe, which
-// is ros) or off, through /proc/sys/kernel/modprobe. It is off while the
-// initramfs's modules load: a module's init that asks for another then
-// (t10_pi's crc64_rocksoft for crc64-rocksoft, crc_t10dif for crct10dif)
-// can only be answered from the initramfs, which lacks those, and each
-// ask ran ros twice, about 0.4 s under TCG.
+// is ros) or off, through /proc/sys/kernel/modprobe. It is off from the
+// system image phase until the system image's modules are bound, while
+// only the initramfs's modules load (the media drivers, the defaults): a
+// module's init that asks for another then (t10_pi's crc64_rocksoft for
+// crc64-rocksoft, crc_t10dif for crct10dif) can only be answered from the
+// initramfs, which lacks those, and each ask ran ros twice, about 0.4 s
+// under TCG.
 func (b *pid1Boot) autoload(on bool) error {
 	path := "\n"
 	if on {
@@ -298,6 +299,11 @@ func (b *pid1Boot) entropy(ctx context.Context) error {
 }
 
 func (b *pid1Boot) systemImage(ctx context.Context) error {
+	// Off until loadModules has bound the system image's modules: until
+	// then only the initramfs's are there (see autoload).
+	if err := b.autoload(false); err != nil {
+		b.log.Printf("%v", err)
+	}
 	dev := os.Getenv(pid1SystemLoopEnv)
 	if dev == "" {
 		img := bootstrap.SystemImage
@@ -373,17 +379,11 @@ func (b *pid1Boot) mediaSystemImage() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := b.autoload(false); err != nil {
-		b.log.Printf("boot media drivers: %v", err)
-	}
 	if _, err := bootstrap.LoadModules(b.log, md, bootstrap.MediaModules()); err != nil {
 		b.log.Printf("boot media drivers: %v", err)
 	}
 	if _, err := bootstrap.Coldplug(b.log, md, "/sys"); err != nil {
 		b.log.Printf("coldplug: %v", err)
-	}
-	if err := b.autoload(true); err != nil {
-		b.log.Printf("boot media drivers: %v", err)
 	}
 	s := bootstrap.ImageSearch{MediaDir: "/run/berth/media", Wait: mediaWait}
 	if bootstrap.ImageOnState(b.cmdline) {

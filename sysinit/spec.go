@@ -93,11 +93,11 @@ func (s Spec) Hash() string {
 }
 
 // UnplacedFiles are the write_files entries of cfg whose `container:`
-// names no service among specs (a typo, or a disabled service): they are
+// names no service cfg enables (a typo, or a disabled service): they are
 // written nowhere, which the boot says.
-func UnplacedFiles(cfg *cloudinit.Config, specs []Spec) []cloudinit.WriteFile {
+func UnplacedFiles(cfg *cloudinit.Config) []cloudinit.WriteFile {
 	names := map[string]bool{}
-	for _, s := range specs {
+	for _, s := range Specs(cfg) {
 		names[s.Name] = true
 	}
 	var out []cloudinit.WriteFile

@@ -196,7 +196,7 @@ func TestUnplacedFiles(t *testing.T) {
 		Rancher: cloudinit.Rancher{Services: map[string]*cloudinit.Service{"ntp": &ntp, "console": &cons}, Disable: []string{"console"}},
 	}
 	var got []string
-	for _, f := range UnplacedFiles(cfg, Specs(cfg)) {
+	for _, f := range UnplacedFiles(cfg) {
 		got = append(got, f.Container+":"+f.Path)
 	}
 	if diff := cmp.Diff([]string{"consol:/b", "console:/c"}, got); diff != "" {

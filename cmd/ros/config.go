@@ -279,7 +279,7 @@ func unplacedFiles(source string, tree *yaml.Node) []cloudinit.Entry {
 	}
 	cfg := cloudinit.Decode(merged)
 	unplaced := map[string]bool{}
-	for _, f := range sysinit.UnplacedFiles(cfg, sysinit.Specs(cfg)) {
+	for _, f := range sysinit.UnplacedFiles(cfg) {
 		unplaced[f.Container] = true
 	}
 	var out []cloudinit.Entry

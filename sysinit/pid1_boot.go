@@ -781,6 +781,7 @@ func (b *pid1Boot) engines(ctx context.Context) error {
 	// The services after docker wait for User Docker to answer, so the
 	// boot is complete only after it: mark it as it happens.
 	go b.waitUserDocker(b.life)
+	b.userDockerTLS(b.cfg)
 	if err := e.StartServices(ctx, b.cfg); err != nil {
 		return err
 	}
@@ -810,11 +811,53 @@ func (b *pid1Boot) reload(ctx context.Context) {
 		b.log.Printf("reload: load config: %v; keeping the services as they are", err)
 		return
 	}
+	b.userDockerTLS(cfg)
 	res, err := e.Reload(ctx, cfg)
 	b.log.Printf("reload: created %v, recreated %v, removed %v, unchanged %v", res.Created, res.Recreated, res.Removed, res.Unchanged)
 	if err != nil {
 		b.log.Printf("reload: %v", err)
 	}
+}
+
+// userDockerTLS prepares User Docker's certificates in /etc/docker/tls
+// when rancher.docker.tls is on (PrepareServerTLS). A config whose
+// certificates cannot be used is reported; User Docker then starts with
+// the machine's own rather than failing to start at all.
+func (b *pid1Boot) userDockerTLS(cfg *cloudinit.Config) {
+	if !cfg.Rancher.Docker.TLS {
+		return
+	}
+	hosts := tlsHosts()
+	how, err := PrepareServerTLS(TLSDir, TLSStore, cfg.Rancher.Docker, hosts, time.Now())
+	if err != nil {
+		b.log.Printf("rancher.docker.tls: %v", err)
+	}
+	switch how {
+	case "config":
+		b.log.Printf("rancher.docker.tls: User Docker's certificates are rancher.docker's ca_cert, server_cert and server_key")
+	case "kept":
+		b.log.Printf("rancher.docker.tls: User Docker's certificates are the ones already in %s", TLSDir)
+	case "store":
+		b.log.Printf("rancher.docker.tls: User Docker's CA and server certificate are the ones kept in %s", TLSStore)
+	case "made":
+		b.log.Printf("rancher.docker.tls: made User Docker a server certificate for localhost, %s, signed by the CA kept in %s; `ros tls gen` makes a client certificate", strings.Join(hosts, ", "), TLSStore)
+	}
+}
+
+// tlsHosts are the names a server certificate made at boot is valid
+// for, besides localhost: the hostname and the machine's addresses.
+func tlsHosts() []string {
+	var hosts []string
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+			hosts = append(hosts, n.IP.String())
+		}
+	}
+	return hosts
 }
 
 func pid1Or(s, def string) string {

@@ -415,7 +415,7 @@ func newTLSCmd(g *globalFlags) *cobra.Command {
 		Short: "Make the CA and a server (-s) or client certificate",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			caDir := g.path("/etc/docker/tls")
+			caDir := g.path(sysinit.TLSDir)
 			out := dir
 			if out == "" {
 				if server {
@@ -431,6 +431,13 @@ func newTLSCmd(g *globalFlags) *cobra.Command {
 			files, err := sysinit.GenerateTLS(caDir, out, server, hosts, time.Now())
 			if err != nil {
 				return err
+			}
+			if server && dir == "" {
+				// Kept on the state disk, so that User Docker serves this
+				// certificate again after a reboot (PID 1 copies it back).
+				if err := sysinit.CopyServerTLS(caDir, g.path(sysinit.TLSStore)); err != nil {
+					return fmt.Errorf("tls gen: %w", err)
+				}
 			}
 			for _, f := range files {
 				fmt.Fprintln(cmd.OutOrStdout(), f)

@@ -81,6 +81,14 @@ func TestTLSGen(t *testing.T) {
 			t.Errorf("tls gen -s did not write %s (output %q)", f, out)
 		}
 	}
+	// Kept on the state disk for the next boot, byte for byte.
+	for _, f := range []string{"ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem"} {
+		want, _ := os.ReadFile(filepath.Join(dir, "etc/docker/tls", f))
+		got, err := os.ReadFile(filepath.Join(dir, "var/lib/rancher/conf/docker-tls", f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("tls gen -s: /var/lib/rancher/conf/docker-tls/%s is not /etc/docker/tls's: %v", f, err)
+		}
+	}
 	client := filepath.Join(dir, "client")
 	if _, errs, code := runCLI(t, "--root", dir, "tls", "gen", "-d", client); code != 0 {
 		t.Fatalf("tls gen -d: exit %d: %s", code, errs)

@@ -169,7 +169,10 @@ func TestStateDisk(t *testing.T) {
 	if err := os.Truncate(disk, 512<<20); err != nil {
 		t.Fatal(err)
 	}
-	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda]"}
+	// User Docker with TLS and no certificate in the config (RancherOS's
+	// test_02 gave them inline): the first boot makes a CA, and a client
+	// certificate signed by it still works after the reboot.
+	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true"}
 
 	vm := Boot(t, img, cfg)
 	ready := vm.WaitReady(bootTimeout)
@@ -177,6 +180,20 @@ func TestStateDisk(t *testing.T) {
 	if _, _, err := vm.WaitLine(regexp.MustCompile(`formatted blank /dev/vda`), 0, time.Second); err != nil {
 		t.Errorf("first boot: %v", err)
 	}
+	t.Run("User Docker over TLS", func(t *testing.T) {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, .*10\.0\.2\.15`), 0, time.Second); err != nil {
+			t.Errorf("first boot: %v", err)
+		}
+		out, code, err := vm.Console("ros tls gen -d /home/rancher/e2e-tls >/dev/null && "+dockerTLS, 2*time.Minute)
+		if err != nil || code != 0 || !regexp.MustCompile(`^\d+\.\d+`).MatchString(out) {
+			t.Errorf("docker --tlsverify -H tcp://10.0.2.15:2376 version: exit %d, %v: %q; want the server's version", code, err, out)
+		}
+		// Without a client certificate User Docker refuses the connection.
+		out, code, err = vm.Console("docker --tlsverify --tlscacert=/home/rancher/e2e-tls/ca.pem -H tcp://10.0.2.15:2376 version --format '{{.Server.Version}}' 2>&1", time.Minute)
+		if err != nil || code == 0 {
+			t.Errorf("docker over TLS without a client certificate: exit %d, %v: %q; want a refusal", code, err, out)
+		}
+	})
 	vm.MustConsole("echo kept > /var/lib/rancher/conf/e2e-kept && sync")
 	_, _, _ = vm.Console("poweroff", 10*time.Second)
 	if err := vm.WaitExit(2 * time.Minute); err != nil {
@@ -194,11 +211,24 @@ func TestStateDisk(t *testing.T) {
 	if got := vm2.MustConsole("cat /var/lib/rancher/conf/e2e-kept"); got != "kept" {
 		t.Errorf("second boot: /var/lib/rancher/conf/e2e-kept = %q, want %q", got, "kept")
 	}
+	t.Run("User Docker over TLS after the reboot, with the first boot's client certificate", func(t *testing.T) {
+		if _, _, err := vm2.WaitLine(regexp.MustCompile(`rancher.docker.tls: User Docker's CA and server certificate are the ones kept in /var/lib/rancher/conf/docker-tls`), 0, time.Second); err != nil {
+			t.Errorf("second boot: %v", err)
+		}
+		out, code, err := vm2.Console(dockerTLS, 2*time.Minute)
+		if err != nil || code != 0 || !regexp.MustCompile(`^\d+\.\d+`).MatchString(out) {
+			t.Errorf("docker --tlsverify -H tcp://10.0.2.15:2376 version: exit %d, %v: %q; want the server's version", code, err, out)
+		}
+	})
 	_, _, _ = vm2.Console("poweroff", 10*time.Second)
 	if err := vm2.WaitExit(2 * time.Minute); err != nil {
 		t.Errorf("second boot: poweroff: %v", err)
 	}
 }
+
+// dockerTLS asks User Docker for its version over TLS at the guest's
+// address, with the client certificate in /home/rancher/e2e-tls.
+const dockerTLS = "d=/home/rancher/e2e-tls; docker --tlsverify --tlscacert=$d/ca.pem --tlscert=$d/cert.pem --tlskey=$d/key.pem -H tcp://10.0.2.15:2376 version --format '{{.Server.Version}}' 2>&1"
 
 // TestMalformedUserData boots with user-data that is not valid YAML: the
 // machine still comes up to a console, and the error is in the log.

@@ -168,10 +168,7 @@ func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("CA: %w", err)
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, nil, fmt.Errorf("CA: %w", err)
-	}
+	cert := pair.Leaf
 	if !cert.IsCA {
 		return nil, nil, fmt.Errorf("CA: %q is not a CA certificate", cert.Subject.CommonName)
 	}
@@ -263,23 +260,32 @@ func writeConfigTLS(dir string, e cloudinit.Engine, now time.Time) error {
 	if _, err := checkServerTLS([]byte(e.CACert), []byte(e.ServerCert), []byte(e.ServerKey), now); err != nil {
 		return fmt.Errorf("rancher.docker.server_cert: %w; not used", err)
 	}
-	type file struct {
-		name, data string
-		perm       os.FileMode
-	}
-	files := []file{{TLSCACert, e.CACert, 0o644}, {TLSServerCert, e.ServerCert, 0o644}, {TLSServerKey, e.ServerKey, 0o600}}
 	if e.CAKey != "" {
 		if _, _, err := parseCA([]byte(e.CACert), []byte(e.CAKey)); err != nil {
 			return fmt.Errorf("rancher.docker.ca_key: %w; not used", err)
 		}
-		files = append(files, file{TLSCAKey, e.CAKey, 0o600})
 	}
-	for _, f := range files {
-		if err := atomicfile.Write(filepath.Join(dir, f.name), []byte(f.data), f.perm); err != nil {
+	data := map[string]string{TLSCACert: e.CACert, TLSCAKey: e.CAKey, TLSServerCert: e.ServerCert, TLSServerKey: e.ServerKey}
+	for _, f := range serverTLSFiles() {
+		if data[f.name] == "" {
+			continue
+		}
+		if err := atomicfile.Write(filepath.Join(dir, f.name), []byte(data[f.name]), f.perm); err != nil {
 			return fmt.Errorf("write rancher.docker's TLS files: %w", err)
 		}
 	}
 	return nil
+}
+
+// serverTLSFile is one file of a server's TLS directory and its mode.
+type serverTLSFile struct {
+	name string
+	perm os.FileMode
+}
+
+// serverTLSFiles are the CA and server files, keys readable by root only.
+func serverTLSFiles() []serverTLSFile {
+	return []serverTLSFile{{TLSCACert, 0o644}, {TLSCAKey, 0o600}, {TLSServerCert, 0o644}, {TLSServerKey, 0o600}}
 }
 
 // loadServerTLS reads dir's ca.pem, server-cert.pem and server-key.pem
@@ -308,10 +314,7 @@ func checkServerTLS(caPEM, certPEM, keyPEM []byte, now time.Time) (*x509.Certifi
 	if err != nil {
 		return nil, fmt.Errorf("server certificate and key: %w", err)
 	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
-	}
+	leaf := pair.Leaf
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("the CA certificate is not PEM")
@@ -350,10 +353,7 @@ func ipStrings(ips []net.IP) []string {
 // back to the store), each written atomically, keys 0600. A file from is
 // missing is skipped.
 func CopyServerTLS(from, to string) error {
-	for _, f := range []struct {
-		name string
-		perm os.FileMode
-	}{{TLSCACert, 0o644}, {TLSCAKey, 0o600}, {TLSServerCert, 0o644}, {TLSServerKey, 0o600}} {
+	for _, f := range serverTLSFiles() {
 		data, err := os.ReadFile(filepath.Join(from, f.name))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

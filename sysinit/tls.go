@@ -242,11 +242,13 @@ func PrepareServerTLS(dir, store string, e cloudinit.Engine, hosts []string, now
 
 var errNoConfigTLS = errors.New("no TLS material in the config")
 
-// writeConfigTLS writes e's PEM keys into dir once they are checked to
-// fit together; a config with none of them is errNoConfigTLS.
-func writeConfigTLS(dir string, e cloudinit.Engine, now time.Time) error {
+// CheckConfigTLS checks e's inline PEM keys (rancher.docker.ca_cert,
+// ca_key, server_cert, server_key) as the boot does before it uses them:
+// nil when they fit together, errNoConfigTLS when there are none, and
+// otherwise why they would not be used with the key path at fault.
+func CheckConfigTLS(e cloudinit.Engine, now time.Time) (string, error) {
 	if e.CACert == "" && e.ServerCert == "" && e.ServerKey == "" && e.CAKey == "" {
-		return errNoConfigTLS
+		return "", errNoConfigTLS
 	}
 	var missing []string
 	for _, k := range []struct{ name, v string }{{"ca_cert", e.CACert}, {"server_cert", e.ServerCert}, {"server_key", e.ServerKey}} {
@@ -255,15 +257,27 @@ func writeConfigTLS(dir string, e cloudinit.Engine, now time.Time) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("rancher.docker: ca_cert, server_cert and server_key go together; %s missing, so they are not used", strings.Join(missing, " and "))
+		return "rancher.docker", fmt.Errorf("rancher.docker: ca_cert, server_cert and server_key go together; %s missing, so they are not used", strings.Join(missing, " and "))
 	}
 	if _, err := checkServerTLS([]byte(e.CACert), []byte(e.ServerCert), []byte(e.ServerKey), now); err != nil {
-		return fmt.Errorf("rancher.docker.server_cert: %w; not used", err)
+		return "rancher.docker.server_cert", fmt.Errorf("rancher.docker.server_cert: %w; not used", err)
 	}
 	if e.CAKey != "" {
 		if _, _, err := parseCA([]byte(e.CACert), []byte(e.CAKey)); err != nil {
-			return fmt.Errorf("rancher.docker.ca_key: %w; not used", err)
+			return "rancher.docker.ca_key", fmt.Errorf("rancher.docker.ca_key: %w; not used", err)
 		}
+	}
+	return "", nil
+}
+
+// IsNoConfigTLS says whether err is CheckConfigTLS's "no inline keys".
+func IsNoConfigTLS(err error) bool { return errors.Is(err, errNoConfigTLS) }
+
+// writeConfigTLS writes e's PEM keys into dir once they are checked to
+// fit together; a config with none of them is errNoConfigTLS.
+func writeConfigTLS(dir string, e cloudinit.Engine, now time.Time) error {
+	if _, err := CheckConfigTLS(e, now); err != nil {
+		return err
 	}
 	data := map[string]string{TLSCACert: e.CACert, TLSCAKey: e.CAKey, TLSServerCert: e.ServerCert, TLSServerKey: e.ServerKey}
 	for _, f := range serverTLSFiles() {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -250,6 +251,7 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 				return &exitError{code: 1, err: errors.New("config validate: not a valid cloud-config")}
 			}
 			rep.Entries = append(rep.Entries, unplacedFiles(source, tree)...)
+			rep.Entries = append(rep.Entries, inlineTLS(source, tree, time.Now())...)
 			fmt.Fprint(cmd.OutOrStdout(), rep)
 			if rep.HasErrors() {
 				return &exitError{code: 1, err: fmt.Errorf("config validate: %d errors", len(rep.Errors()))}
@@ -295,6 +297,22 @@ func unplacedFiles(source string, tree *yaml.Node) []cloudinit.Entry {
 		})
 	}
 	return out
+}
+
+// inlineTLS warns when tree's inline User Docker certificates
+// (rancher.docker.ca_cert, ca_key, server_cert, server_key) do not fit
+// together: the boot would log the same and give User Docker the
+// machine's own certificates instead (sysinit.CheckConfigTLS).
+func inlineTLS(source string, tree *yaml.Node, now time.Time) []cloudinit.Entry {
+	key, err := sysinit.CheckConfigTLS(cloudinit.Decode(tree).Rancher.Docker, now)
+	if err == nil || sysinit.IsNoConfigTLS(err) {
+		return nil
+	}
+	e := cloudinit.Entry{Source: source, Path: key, Message: strings.TrimPrefix(err.Error(), key+": ")}
+	if n, ok := cloudinit.Get(tree, key); ok {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	return []cloudinit.Entry{e}
 }
 
 // userDataContainer reports whether data is user-data other than a plain

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthos/berth/sysinit"
 )
 
 // ros runs the CLI with args and returns stdout, stderr and the exit code.
@@ -233,6 +237,58 @@ func TestConfigValidate(t *testing.T) {
 			out, _, code := ros(t, tt.in, "config", "validate", "-i", "-")
 			if out != tt.want || code != tt.code {
 				t.Errorf("validate = %q exit %d, want %q exit %d", out, code, tt.want, tt.code)
+			}
+		})
+	}
+}
+
+// TestConfigValidateInlineTLS: inline User Docker certificates that do not
+// fit together are a warning at the key at fault, as the boot would not
+// use them; ones that fit are clean.
+func TestConfigValidateInlineTLS(t *testing.T) {
+	now := time.Now()
+	a, b := t.TempDir(), t.TempDir()
+	for _, d := range []string{a, b} {
+		if _, err := sysinit.GenerateTLS(d, d, true, []string{"192.0.2.10"}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pem := func(dir, name string) string {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "|\n      " + strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", "\n      ") + "\n"
+	}
+	doc := func(caDir, certDir string, keys ...string) string {
+		s := "rancher:\n  docker:\n    tls: true\n"
+		for _, k := range keys {
+			switch k {
+			case "ca_cert":
+				s += "    ca_cert: " + pem(caDir, sysinit.TLSCACert)
+			case "server_cert":
+				s += "    server_cert: " + pem(certDir, sysinit.TLSServerCert)
+			case "server_key":
+				s += "    server_key: " + pem(certDir, sysinit.TLSServerKey)
+			}
+		}
+		return s
+	}
+	all := []string{"ca_cert", "server_cert", "server_key"}
+	other := doc(a, b, all...)
+	certLine := strings.Count(other[:strings.Index(other, "server_cert:")], "\n") + 1
+	tests := []struct {
+		name, in, want string
+	}{
+		{"fit together", doc(a, a, all...), ""},
+		{"signed by another CA", other, fmt.Sprintf("stdin:%d:18: rancher.docker.server_cert: warning: server certificate against the CA: x509: ", certLine)},
+		{"no key", doc(a, a, "ca_cert", "server_cert"), "stdin:3:5: rancher.docker: warning: ca_cert, server_cert and server_key go together; rancher.docker.server_key missing, so they are not used\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, code := ros(t, tt.in, "config", "validate", "-i", "-")
+			if code != 0 || (tt.want == "") != (out == "") || !strings.HasPrefix(out, tt.want) {
+				t.Errorf("validate = %q exit %d, want %q... exit 0", out, code, tt.want)
 			}
 		})
 	}

@@ -114,7 +114,10 @@ mounts:
   - [LABEL=E2EDATA, /mnt/e2e-data, "", "ro,noatime"]
 bootcmd:
   - "grep -q ' /mnt/e2e-data ' /proc/mounts && echo after the mounts > /run/e2e-bootcmd"
-%s`, pub, e2eDNS)
+%s  sysctl:
+    kernel.domainname: e2e.test
+    vm.swappiness: 17
+`, pub, e2eDNS)
 	// The user-data and the busybox image for User Docker, from the host.
 	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
 	// An NVMe disk (EBS on EC2 Nitro): its driver is not in the boot's
@@ -175,6 +178,14 @@ bootcmd:
 		out, code, err := vm.Console("cat /sys/fs/cgroup/cgroup.subtree_control; cat /sys/fs/cgroup/berth.boot/cgroup.controllers", time.Minute)
 		if err != nil || code != 0 || strings.Count(out, "memory") != 2 || strings.Count(out, "cpuset") != 2 {
 			t.Errorf("cgroups: exit %d, %v: %q; want memory and cpuset enabled in the root and in berth.boot", code, err, out)
+		}
+	})
+	t.Run("rancher.sysctl from user-data (RancherOS test_20)", func(t *testing.T) {
+		// vm.swappiness is one PID 1 sets for the zram swap first: the
+		// user's value comes later and stays.
+		out, code, err := vm.Console("cat /proc/sys/kernel/domainname /proc/sys/vm/swappiness", time.Minute)
+		if err != nil || code != 0 || out != "e2e.test\n17" {
+			t.Errorf("sysctl: exit %d, %v: %q; want e2e.test and 17", code, err, out)
 		}
 	})
 	t.Run("zram swap from rancher.zram.size", func(t *testing.T) {

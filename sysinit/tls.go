@@ -208,7 +208,7 @@ func PrepareServerTLS(dir, store string, e cloudinit.Engine, hosts []string, now
 	if cfgErr == nil {
 		return "config", nil
 	}
-	if errors.Is(cfgErr, errNoConfigTLS) {
+	if errors.Is(cfgErr, ErrNoConfigTLS) {
 		cfgErr = nil
 	}
 	if _, err := loadServerTLS(dir, now); err == nil {
@@ -240,15 +240,17 @@ func PrepareServerTLS(dir, store string, e cloudinit.Engine, hosts []string, now
 	return how, cfgErr
 }
 
-var errNoConfigTLS = errors.New("no TLS material in the config")
+// ErrNoConfigTLS is CheckConfigTLS's answer for a config without inline
+// TLS keys.
+var ErrNoConfigTLS = errors.New("no TLS material in the config")
 
 // CheckConfigTLS checks e's inline PEM keys (rancher.docker.ca_cert,
 // ca_key, server_cert, server_key) as the boot does before it uses them:
-// nil when they fit together, errNoConfigTLS when there are none, and
+// nil when they fit together, ErrNoConfigTLS when there are none, and
 // otherwise why they would not be used with the key path at fault.
 func CheckConfigTLS(e cloudinit.Engine, now time.Time) (string, error) {
 	if e.CACert == "" && e.ServerCert == "" && e.ServerKey == "" && e.CAKey == "" {
-		return "", errNoConfigTLS
+		return "", ErrNoConfigTLS
 	}
 	var missing []string
 	for _, k := range []struct{ name, v string }{{"ca_cert", e.CACert}, {"server_cert", e.ServerCert}, {"server_key", e.ServerKey}} {
@@ -270,11 +272,8 @@ func CheckConfigTLS(e cloudinit.Engine, now time.Time) (string, error) {
 	return "", nil
 }
 
-// IsNoConfigTLS says whether err is CheckConfigTLS's "no inline keys".
-func IsNoConfigTLS(err error) bool { return errors.Is(err, errNoConfigTLS) }
-
 // writeConfigTLS writes e's PEM keys into dir once they are checked to
-// fit together; a config with none of them is errNoConfigTLS.
+// fit together; a config with none of them is ErrNoConfigTLS.
 func writeConfigTLS(dir string, e cloudinit.Engine, now time.Time) error {
 	if _, err := CheckConfigTLS(e, now); err != nil {
 		return err

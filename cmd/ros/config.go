@@ -305,7 +305,7 @@ func unplacedFiles(source string, tree *yaml.Node) []cloudinit.Entry {
 // machine's own certificates instead (sysinit.CheckConfigTLS).
 func inlineTLS(source string, tree *yaml.Node, now time.Time) []cloudinit.Entry {
 	key, err := sysinit.CheckConfigTLS(cloudinit.Decode(tree).Rancher.Docker, now)
-	if err == nil || sysinit.IsNoConfigTLS(err) {
+	if err == nil || errors.Is(err, sysinit.ErrNoConfigTLS) {
 		return nil
 	}
 	e := cloudinit.Entry{Source: source, Path: key, Message: strings.TrimPrefix(err.Error(), key+": ")}

@@ -117,6 +117,20 @@ bootcmd:
 %s  sysctl:
     kernel.domainname: e2e.test
     vm.swappiness: 17
+  environment:
+    A: A
+    BB: BB
+    BC: BC
+  services:
+    env:
+      image: berth/base:${VERSION}
+      command: env
+      labels:
+        io.rancher.os.scope: system
+        io.rancher.os.before: console
+      environment:
+        - A
+        - B*
 `, pub, e2eDNS)
 	// The user-data and the busybox image for User Docker, from the host.
 	fwd := preloadServer(t, "10.0.2.100", userData+preloadRuncmd(preloadURL("10.0.2.100")))
@@ -186,6 +200,23 @@ bootcmd:
 		out, code, err := vm.Console("cat /proc/sys/kernel/domainname /proc/sys/vm/swappiness", time.Minute)
 		if err != nil || code != 0 || out != "e2e.test\n17" {
 			t.Errorf("sysctl: exit %d, %v: %q; want e2e.test and 17", code, err, out)
+		}
+	})
+	t.Run("rancher.environment into a service, by name and by glob (RancherOS test_11)", func(t *testing.T) {
+		out, code, err := vm.Console("system-docker logs env 2>&1 | grep -E '^(A|B[A-Z]*)=' | sort", time.Minute)
+		if err != nil || code != 0 || out != "A=A\nBB=BB\nBC=BC" {
+			t.Errorf("env service's environment: exit %d, %v: %q; want A=A, BB=BB and BC=BC", code, err, out)
+		}
+		// io.rancher.os.before: console starts env first.
+		out, code, err = vm.Console("system-docker inspect -f '{{.State.StartedAt}}' env console", time.Minute)
+		started := strings.Fields(out)
+		if err != nil || code != 0 || len(started) != 2 {
+			t.Fatalf("system-docker inspect env console: exit %d, %v: %q", code, err, out)
+		}
+		env, err1 := time.Parse(time.RFC3339Nano, started[0])
+		console, err2 := time.Parse(time.RFC3339Nano, started[1])
+		if err1 != nil || err2 != nil || !env.Before(console) {
+			t.Errorf("env started at %s, console at %s (%v, %v); want env first", started[0], started[1], err1, err2)
 		}
 	})
 	t.Run("zram swap from rancher.zram.size", func(t *testing.T) {

@@ -509,6 +509,9 @@ func (s *State) syncRoutes(l netlink.Link, want []RoutePlan, proto netlink.Route
 		}
 		if r.Gw.IsValid() && !r.Gw.IsUnspecified() {
 			nr.Gw = net.IP(r.Gw.AsSlice())
+			if r.OnLink {
+				nr.Flags = int(netlink.FLAG_ONLINK)
+			}
 		} else {
 			nr.Scope = netlink.SCOPE_LINK
 		}

@@ -179,6 +179,77 @@ func TestStaticAndDHCPInParallel(t *testing.T) {
 	}
 }
 
+// TestMultiNIC is RancherOS's multi_nic case (its addresses moved to the
+// documentation ranges): eth0 on DHCP, and two static links that each name
+// a default gateway, one with an IPv6 gateway but no IPv6 address.
+func TestMultiNIC(t *testing.T) {
+	tn := newTestNet(t)
+	tn.veth("eth0", "peer0", "192.0.2.1/24")
+	tn.veth("eth1", "peer1", "198.51.100.1/24")
+	tn.veth("eth2", "peer2", "203.0.113.1/24")
+	tn.startDnsmasq([]string{"peer0,192.0.2.100,192.0.2.150"}, "--dhcp-option=option:router,192.0.2.1")
+	_, target1 := tn.listen("198.51.100.1")
+	_, target2 := tn.listen("203.0.113.1")
+	cfg := Config{Interfaces: map[string]InterfaceConfig{
+		"eth0": {DHCP: ptr(true)},
+		"eth1": {Address: "198.51.100.41/24", Gateway: "198.51.100.1", MTU: 1500, DHCP: ptr(false)},
+		"eth2": {Address: "203.0.113.85/24", Gateway: "203.0.113.1", GatewayIPv6: "2001:db8:1234::", MTU: 1500, DHCP: ptr(false)},
+	}}
+	root := t.TempDir()
+	st, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root))
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	defer st.Close()
+	sorted := cmpopts.SortSlices(func(a, b string) bool { return a < b })
+	eth0 := "eth0 default via 192.0.2.1 proto 16 metric " + strconv.Itoa(dhcpMetric(tn.link("eth0").Attrs().Index))
+	want := []string{
+		eth0,
+		// Both static gateways stay, each on its own link: the first
+		// link's at metric 0, the next at 1.
+		"eth1 default via 198.51.100.1 proto 4 metric 0",
+		"eth2 default via 203.0.113.1 proto 4 metric 1",
+		// No IPv6 address covers the gateway: it is taken as on the link
+		// it was given for.
+		"eth2 default via 2001:db8:1234:: proto 4 metric 1024 onlink",
+	}
+	snapshot := func() []string {
+		var s []string
+		for _, l := range []string{"eth0", "eth1", "eth2"} {
+			for _, r := range tn.routes(l) {
+				s = append(s, l+" "+r)
+			}
+		}
+		return s
+	}
+	if diff := cmp.Diff(want, snapshot(), sorted); diff != "" {
+		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+	for _, l := range []string{"eth1", "eth2"} {
+		if mtu := tn.link(l).Attrs().MTU; mtu != 1500 {
+			t.Errorf("%s mtu = %d, want 1500", l, mtu)
+		}
+	}
+	for _, a := range []string{target1, target2} {
+		if err := tn.dial(a); err != nil {
+			t.Errorf("dial %s: %v; the static link is not usable", a, err)
+		}
+	}
+	// Applying again moves no route from one link to the other.
+	routeEv := tn.watchRoutes()
+	st2, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root), WithPrevious(st))
+	if err != nil {
+		t.Fatalf("second Apply() error: %v", err)
+	}
+	defer st2.Close()
+	if got := routeEv.get(); len(got) != 0 {
+		t.Errorf("second Apply changed routes %q, want none", got)
+	}
+	if diff := cmp.Diff(want, snapshot(), sorted); diff != "" {
+		t.Errorf("routes after the second apply (-want +got):\n%s", diff)
+	}
+}
+
 func TestSecondApplyChangesNothing(t *testing.T) {
 	tn := newTestNet(t)
 	tn.veth("eth0", "peer0", "192.0.2.1/24")

@@ -178,7 +178,11 @@ func (tn *testNet) routes(name string) []string {
 		if r.Gw != nil {
 			s += " via " + r.Gw.String()
 		}
-		out = append(out, fmt.Sprintf("%s proto %d metric %d", s, r.Protocol, r.Priority))
+		s = fmt.Sprintf("%s proto %d metric %d", s, r.Protocol, r.Priority)
+		if r.Flags&int(netlink.FLAG_ONLINK) != 0 {
+			s += " onlink"
+		}
+		out = append(out, s)
 	}
 	return out
 }

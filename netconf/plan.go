@@ -29,6 +29,10 @@ type RoutePlan struct {
 	Dst    netip.Prefix `json:"dst"`
 	Gw     netip.Addr   `json:"gw,omitzero"`
 	Metric int          `json:"metric,omitempty"`
+	// OnLink tells the kernel the gateway is on this link although none
+	// of the link's addresses covers it (a /32 with its gateway, or an
+	// IPv6 gateway on a link with no global address).
+	OnLink bool `json:"onlink,omitempty"`
 }
 
 // LinkPlan is the desired state of one link, resolved from the config.
@@ -288,14 +292,14 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 			if err != nil {
 				return nil, fmt.Errorf("interfaces.%s.gateway: %w", k, err)
 			}
-			lp.Routes = append(lp.Routes, RoutePlan{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw})
+			lp.Routes = append(lp.Routes, RoutePlan{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw, OnLink: onLink(gw, lp.Addresses)})
 		}
 		if ic.GatewayIPv6 != "" {
 			gw, err := netip.ParseAddr(ic.GatewayIPv6)
 			if err != nil {
 				return nil, fmt.Errorf("interfaces.%s.gateway_ipv6: %w", k, err)
 			}
-			lp.Routes = append(lp.Routes, RoutePlan{Dst: netip.MustParsePrefix("::/0"), Gw: gw})
+			lp.Routes = append(lp.Routes, RoutePlan{Dst: netip.MustParsePrefix("::/0"), Gw: gw, OnLink: onLink(gw, lp.Addresses)})
 		}
 		for i, r := range ic.Routes {
 			dst, err := netip.ParsePrefix(r.Destination)
@@ -307,6 +311,7 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 				if rp.Gw, err = netip.ParseAddr(r.Gateway); err != nil {
 					return nil, fmt.Errorf("interfaces.%s.routes[%d].gateway: %w", k, i, err)
 				}
+				rp.OnLink = onLink(rp.Gw, lp.Addresses)
 			}
 			lp.Routes = append(lp.Routes, rp)
 		}
@@ -339,7 +344,60 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 		// A VLAN on a VLAN-named parent still comes after its parent.
 		return plans[i].Name < plans[j].Name
 	})
+	spreadMetrics(plans)
 	return &Plan{Links: plans}, nil
+}
+
+// spreadMetrics keeps routes to one destination on several links apart
+// (the multi-NIC case: eth1 and eth2 each with a gateway). The kernel
+// keeps one route per destination and metric, so a replace on the second
+// link would take the first link's route away, and each later apply
+// would move it back. A route without a metric keeps 0 on the first link
+// in plan order; on the next links it takes the lowest metric its
+// destination has free.
+func spreadMetrics(plans []LinkPlan) {
+	used := map[netip.Prefix]map[int]bool{}
+	for _, p := range plans {
+		for _, r := range p.Routes {
+			if r.Metric != 0 {
+				if used[r.Dst] == nil {
+					used[r.Dst] = map[int]bool{}
+				}
+				used[r.Dst][r.Metric] = true
+			}
+		}
+	}
+	for i := range plans {
+		for j := range plans[i].Routes {
+			r := &plans[i].Routes[j]
+			if r.Metric != 0 {
+				continue
+			}
+			if used[r.Dst] == nil {
+				used[r.Dst] = map[int]bool{}
+			}
+			m := 0
+			for used[r.Dst][m] {
+				m++
+			}
+			used[r.Dst][m] = true
+			r.Metric = m
+		}
+	}
+}
+
+// onLink says whether gw needs the kernel's onlink flag: none of addrs
+// covers it, and it is not an IPv6 link-local address (always on-link).
+func onLink(gw netip.Addr, addrs []netip.Prefix) bool {
+	if gw.Is6() && gw.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Masked().Contains(gw) {
+			return false
+		}
+	}
+	return true
 }
 
 // linkLocal picks the IPv4 link-local address (169.254.0.0/16, RFC 3927)

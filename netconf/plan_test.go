@@ -154,6 +154,24 @@ func TestMakePlan(t *testing.T) {
 			},
 		},
 		{
+			name: "gateways on two links get metrics 0 and 1; one no address covers is onlink",
+			cfg: Config{Interfaces: map[string]InterfaceConfig{
+				"eth2": {Address: "203.0.113.85/32", Gateway: "203.0.113.1", Routes: []Route{{Destination: "0.0.0.0/0", Gateway: "203.0.113.2", Metric: 1}}},
+				"eth1": {Address: "198.51.100.41/24", Gateway: "198.51.100.1", GatewayIPv6: "fe80::1"},
+			}},
+			want: []LinkPlan{
+				{Name: "eth1", Key: "eth1", Addresses: []netip.Prefix{pfx("198.51.100.41/24")}, Routes: []RoutePlan{
+					{Dst: pfx("0.0.0.0/0"), Gw: addr("198.51.100.1")},
+					{Dst: pfx("::/0"), Gw: addr("fe80::1")},
+				}},
+				// Metric 1 is eth2's own second route: its gateway takes 2.
+				{Name: "eth2", Key: "eth2", Addresses: []netip.Prefix{pfx("203.0.113.85/32")}, Routes: []RoutePlan{
+					{Dst: pfx("0.0.0.0/0"), Gw: addr("203.0.113.1"), Metric: 2, OnLink: true},
+					{Dst: pfx("0.0.0.0/0"), Gw: addr("203.0.113.2"), Metric: 1, OnLink: true},
+				}},
+			},
+		},
+		{
 			name: "bond slaves, then the bond, then its VLANs",
 			cfg: Config{Interfaces: map[string]InterfaceConfig{
 				"bond0": {BondOpts: map[string]string{"mode": "active-backup", "miimon": "100"}, Address: "192.0.2.9/24", Vlans: "100,200:mgmt"},

@@ -28,6 +28,13 @@ func DefaultModules() []string {
 	}
 }
 
+// DefaultModuleParams are the parameters DefaultModules load with:
+// bonding makes no bond0 of its own (its default is one), so the only
+// bonds are those the network config asks for.
+func DefaultModuleParams() map[string]string {
+	return map[string]string{"bonding": "max_bonds=0"}
+}
+
 // BootModules are the modules the initramfs carries: what reaches the
 // system image (MediaModules), what PID 1 loads on every boot
 // (DefaultModules) and the drivers of some machines' disks

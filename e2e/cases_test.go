@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +295,90 @@ func TestConfigDrive(t *testing.T) {
 			if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
 				t.Errorf("network state:\n%s\nwant %q", out, want)
 			}
+		}
+	})
+}
+
+// multiNIC is RancherOS's multi_nic cloud-config with its addresses in
+// the documentation ranges: eth0 on DHCP, eth1 and eth2 static, each
+// with a default gateway, and eth2 an IPv6 gateway but no IPv6 address.
+const multiNIC = `#cloud-config
+rancher:
+  network:
+    interfaces:
+      eth0:
+        dhcp: true
+      eth1:
+        address: 198.51.100.41/24
+        gateway: 198.51.100.1
+        mtu: 1500
+        dhcp: false
+      eth2:
+        address: 203.0.113.85/24
+        gateway: 203.0.113.1
+        gateway_ipv6: "2001:db8:1234::"
+        mtu: 1500
+        dhcp: false
+`
+
+// TestMultiNIC boots three NICs, each on its own qemu user network whose
+// gateway answers pings, with RancherOS's multi_nic config.
+func TestMultiNIC(t *testing.T) {
+	img := image(t)
+	fwd := serve(t, multiNIC)
+	var nics []string
+	for i, net := range []string{"198.51.100", "203.0.113"} {
+		nics = append(nics,
+			"-netdev", fmt.Sprintf("user,id=x%d,restrict=on,ipv6=off,net=%s.0/24,host=%s.1,dhcpstart=%s.200", i, net, net, net),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=x%d", i))
+	}
+	vm := Boot(t, img, VMConfig{
+		Net:     fwd,
+		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		Args:    nics,
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	t.Run("addresses and mtu", func(t *testing.T) {
+		out := vm.MustConsole("ip -o -4 addr show scope global | awk '$2 ~ /^eth/ {print $2, $4}'; cat /sys/class/net/eth1/mtu /sys/class/net/eth2/mtu")
+		if want := "eth0 10.0.2.15/24\neth1 198.51.100.41/24\neth2 203.0.113.85/24\n1500\n1500"; out != want {
+			t.Errorf("addresses and mtu:\n%s\nwant\n%s", out, want)
+		}
+		// qemu's DHCP with restrict=on names no router: eth0's lease
+		// brings its address only.
+		if out := vm.MustConsole("ros netconf status | grep '^eth0 '"); !strings.Contains(out, "10.0.2.15/24 (dhcp from 10.0.2.2, expires in") {
+			t.Errorf("ros netconf status: %q; want eth0's address as a lease from 10.0.2.2", out)
+		}
+	})
+	t.Run("no link the config did not ask for", func(t *testing.T) {
+		// The bonding driver would make a bond0 of its own.
+		if out := vm.MustConsole("ls /sys/class/net | grep -v -x -e lo -e 'eth[0-2]' -e docker0 -e bonding_masters; true"); out != "" {
+			t.Errorf("links besides lo, eth0-2 and docker0: %q", out)
+		}
+	})
+	t.Run("each gateway its own default route", func(t *testing.T) {
+		out := vm.MustConsole("ros netconf status | grep '^  default '")
+		var got []string
+		for _, l := range strings.Split(out, "\n") {
+			got = append(got, strings.Join(strings.Fields(l), " "))
+		}
+		for _, want := range []string{
+			`^default via 198\.51\.100\.1 dev eth1 proto static metric 0$`,
+			`^default via 203\.0\.113\.1 dev eth2 proto static metric 1$`,
+			`^default via 2001:db8:1234:: dev eth2 proto static metric 1024 onlink$`,
+		} {
+			if !slices.ContainsFunc(got, regexp.MustCompile(want).MatchString) {
+				t.Errorf("ros netconf status default routes:\n%s\nwant a line matching %s", strings.Join(got, "\n"), want)
+			}
+		}
+		if l, _, err := vm.WaitLine(regexp.MustCompile(`configure eth\d`), 0, time.Second); err == nil {
+			t.Errorf("the boot logged an error: %s", l.Text)
+		}
+	})
+	t.Run("both static gateways answer", func(t *testing.T) {
+		out, code, err := vm.Console("ping -c1 -W5 -I eth1 198.51.100.1 >/dev/null && ping -c1 -W5 -I eth2 203.0.113.1 >/dev/null && echo both", time.Minute)
+		if err != nil || code != 0 || out != "both" {
+			t.Errorf("ping the gateways of eth1 and eth2: exit %d, %v: %q", code, err, out)
 		}
 	})
 }

@@ -187,7 +187,10 @@ func TestMultiNIC(t *testing.T) {
 	tn.veth("eth0", "peer0", "192.0.2.1/24")
 	tn.veth("eth1", "peer1", "198.51.100.1/24")
 	tn.veth("eth2", "peer2", "203.0.113.1/24")
-	tn.startDnsmasq([]string{"peer0,192.0.2.100,192.0.2.150"}, "--dhcp-option=option:router,192.0.2.1")
+	// dnsmasq answers on all three links, as qemu's user networks do: the
+	// boot's early network takes a lease on each before the config says
+	// eth1 and eth2 are static.
+	tn.startDnsmasq([]string{"peer0,192.0.2.100,192.0.2.150", "peer1,198.51.100.100,198.51.100.150", "peer2,203.0.113.100,203.0.113.150"})
 	_, target1 := tn.listen("198.51.100.1")
 	_, target2 := tn.listen("203.0.113.1")
 	cfg := Config{Interfaces: map[string]InterfaceConfig{
@@ -196,7 +199,11 @@ func TestMultiNIC(t *testing.T) {
 		"eth2": {Address: "203.0.113.85/24", Gateway: "203.0.113.1", GatewayIPv6: "2001:db8:1234::", MTU: 1500, DHCP: ptr(false)},
 	}}
 	root := t.TempDir()
-	st, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root))
+	early, err := Early(testCtx(t), true, WithNetns(tn.near), WithRoot(root))
+	if err != nil {
+		t.Fatalf("Early() error: %v", err)
+	}
+	st, err := Apply(testCtx(t), cfg, WithNetns(tn.near), WithRoot(root), WithPrevious(early))
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}

@@ -46,6 +46,7 @@ type RouteStatus struct {
 	Dev    string `json:"dev"`
 	Proto  string `json:"proto"`
 	Metric int    `json:"metric,omitempty"`
+	OnLink bool   `json:"onlink,omitempty"`
 }
 
 // Inspect reads the current network (in the WithNetns namespace, if
@@ -95,7 +96,8 @@ func Inspect(ctx context.Context, opts ...Option) (*Report, error) {
 				dst = rt.Dst.String()
 			}
 		}
-		rst := RouteStatus{Dst: dst, Dev: names[rt.LinkIndex], Proto: protoName(rt.Protocol), Metric: rt.Priority}
+		rst := RouteStatus{Dst: dst, Dev: names[rt.LinkIndex], Proto: protoName(rt.Protocol), Metric: rt.Priority,
+			OnLink: rt.Flags&int(netlink.FLAG_ONLINK) != 0}
 		if rt.Gw != nil {
 			rst.Gw = rt.Gw.String()
 		}
@@ -189,7 +191,11 @@ func (r *Report) WriteText(w io.Writer, now time.Time) error {
 		if rt.Gw != "" {
 			via = "via " + rt.Gw
 		}
-		fmt.Fprintf(tw, "  %s\t%s\tdev %s\tproto %s\tmetric %d\n", rt.Dst, via, rt.Dev, rt.Proto, rt.Metric)
+		onlink := ""
+		if rt.OnLink {
+			onlink = "\tonlink"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\tdev %s\tproto %s\tmetric %d%s\n", rt.Dst, via, rt.Dev, rt.Proto, rt.Metric, onlink)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

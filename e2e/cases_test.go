@@ -4,7 +4,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -173,7 +177,10 @@ func TestStateDisk(t *testing.T) {
 	// User Docker with TLS and no certificate in the config (RancherOS's
 	// test_02 gave them inline): the first boot makes a CA, and a client
 	// certificate signed by it still works after the reboot.
-	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true"}
+	// The host reaches User Docker's port 2376, as a remote client would.
+	tlsPort := freePort(t)
+	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true",
+		Net: fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:2376", tlsPort)}
 
 	vm := Boot(t, img, cfg)
 	ready := vm.WaitReady(bootTimeout)
@@ -219,6 +226,42 @@ func TestStateDisk(t *testing.T) {
 		out, code, err := vm2.Console(dockerTLS, 2*time.Minute)
 		if err != nil || code != 0 || !regexp.MustCompile(`^\d+\.\d+`).MatchString(out) {
 			t.Errorf("docker --tlsverify -H tcp://10.0.2.15:2376 version: exit %d, %v: %q; want the server's version", code, err, out)
+		}
+	})
+	t.Run("User Docker over TLS from the host", func(t *testing.T) {
+		file := func(name string) []byte {
+			return []byte(vm2.MustConsole("cat /home/rancher/e2e-tls/"+name) + "\n")
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(file("ca.pem")) {
+			t.Fatal("ca.pem from the guest: no certificate")
+		}
+		cert, err := tls.X509KeyPair(file("cert.pem"), file("key.pem"))
+		if err != nil {
+			t.Fatalf("client certificate from the guest: %v", err)
+		}
+		url := fmt.Sprintf("https://127.0.0.1:%d/version", tlsPort)
+		// The server certificate names localhost: the client checks it
+		// against the machine's CA under that name.
+		get := func(certs []tls.Certificate) (string, error) {
+			c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				RootCAs: pool, Certificates: certs, ServerName: "localhost"}}}
+			resp, err := c.Get(url)
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			var v struct{ Version string }
+			if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+				return "", fmt.Errorf("%s: %v", resp.Status, err)
+			}
+			return v.Version, nil
+		}
+		if v, err := get([]tls.Certificate{cert}); err != nil || !regexp.MustCompile(`^\d+\.\d+`).MatchString(v) {
+			t.Errorf("GET %s with the client certificate: %q, %v; want User Docker's version", url, v, err)
+		}
+		if v, err := get(nil); err == nil {
+			t.Errorf("GET %s without a client certificate answered %q; want a refusal", url, v)
 		}
 	})
 	_, _, _ = vm2.Console("poweroff", 10*time.Second)

@@ -313,5 +313,15 @@ bootcmd:
 		if err := vm.WaitExit(2 * time.Minute); err != nil {
 			t.Errorf("poweroff: %v", err)
 		}
+		// Every default service ends on SIGTERM (udev's mdev did not, and
+		// held the poweroff 10 s), and so does the console's shell.
+		for _, re := range []string{`did not end on SIGTERM`, `autologin .*: signal: killed`} {
+			if l, _, err := vm.WaitLine(regexp.MustCompile(re), 0, 0); err == nil {
+				t.Errorf("poweroff had to kill: %s", l.Text)
+			}
+		}
+		if l, _, err := vm.WaitLine(regexp.MustCompile(`poweroff: stopped engines \(`), 0, 0); err == nil {
+			t.Logf("%s", l.Text)
+		}
 	})
 }

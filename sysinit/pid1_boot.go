@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,6 +70,10 @@ type pid1Boot struct {
 
 	// md is the kernel's module index, read once (moduleDeps).
 	md *bootstrap.ModuleDeps
+
+	// stopping is set when shutdown begins: the console shells are not
+	// started again once they end.
+	stopping atomic.Bool
 }
 
 // moduleDeps reads the running kernel's modules.dep and modules.alias
@@ -886,11 +891,14 @@ func (b *pid1Boot) autologin() {
 				}
 				cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
 				cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-				if err := cmd.Run(); err != nil {
+				if err := cmd.Run(); err != nil && !b.stopping.Load() {
 					b.log.Printf("autologin %s: %v", dev, err)
 				}
 				f.Close()
 				time.Sleep(time.Second)
+				if b.stopping.Load() {
+					return
+				}
 			}
 		}("/dev/" + strings.TrimPrefix(tty, "/dev/"))
 	}
@@ -956,6 +964,7 @@ func (b *pid1Boot) shutdown(a PID1Action) {
 	if b.cfg != nil && b.cfg.Rancher.ShutdownTimeout > 0 {
 		timeout = time.Duration(b.cfg.Rancher.ShutdownTimeout) * time.Second
 	}
+	b.stopping.Store(true)
 	b.log.Printf("%s: stopping (limit %s)", a, timeout)
 	// A fresh context: the boot's is cancelled already.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

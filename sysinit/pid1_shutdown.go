@@ -72,6 +72,9 @@ func PID1Reboot2(a PID1Action) error {
 func pid1FinalShutdown(log *bootstrap.Logger, a PID1Action, timeout time.Duration) {
 	log.Printf("%s: stopping every process", a)
 	_ = unix.Kill(-1, unix.SIGTERM)
+	// An interactive shell on a console ignores SIGTERM; it ends on the
+	// hangup it would get if its terminal went away.
+	_ = unix.Kill(-1, unix.SIGHUP)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && pid1OthersAlive() {
 		time.Sleep(100 * time.Millisecond)

@@ -716,12 +716,12 @@ func policyName(p string) string {
 	return p
 }
 
-// StopAll stops supervising and stops every service's container, the
-// last-started first, each within timeout.
+// StopAll stops supervising and stops every service's container, each
+// within timeout: those named in first one after the other, then the
+// rest at once.
 func (s *Services) StopAll(ctx context.Context, timeout time.Duration, first ...string) error {
 	s.mu.Lock()
 	s.stopping = true
-	var ids []string
 	byName := map[string]string{}
 	for name, st := range s.states {
 		if st.status.ContainerID != "" {
@@ -730,30 +730,37 @@ func (s *Services) StopAll(ctx context.Context, timeout time.Duration, first ...
 	}
 	s.mu.Unlock()
 	secs := int(timeout / time.Second)
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	// stop stops one service's container and logs how long it took: a
+	// service that ignores SIGTERM holds up the shutdown by timeout.
+	stop := func(name, id string) {
+		t0 := time.Now()
+		_, err := s.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs})
+		took := time.Since(t0).Round(time.Millisecond)
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("stop service %s: %w", name, err))
+			mu.Unlock()
+			return
+		}
+		if took >= timeout {
+			s.log.Warn("service stopped", "service", name, "took", took, "why", "it did not end on SIGTERM and was killed")
+			return
+		}
+		s.log.Info("service stopped", "service", name, "took", took)
+	}
 	for _, n := range first {
 		if id, ok := byName[n]; ok {
-			if _, err := s.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("stop service %s: %w", n, err))
-			}
+			stop(n, id)
 			delete(byName, n)
 		}
 	}
-	for _, id := range byName {
-		ids = append(ids, id)
-	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("stop container %s: %w", short(id), err))
-				mu.Unlock()
-			}
-		}()
+	for name, id := range byName {
+		wg.Go(func() { stop(name, id) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

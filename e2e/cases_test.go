@@ -425,3 +425,61 @@ func TestMultiNIC(t *testing.T) {
 		}
 	})
 }
+
+// bootScripts is RancherOS's test_26 cloud-config: runcmd in its empty,
+// argv and shell forms, the user-data script path, start.sh and rc.local
+// (without a #! line, calling wait-for-docker). Its /usr/bin/test is
+// /opt/e2e/test here (Berth's /usr is the read-only system image), and
+// rc.local asks User Docker for its version instead of running nginx.
+const bootScripts = `#cloud-config
+write_files:
+- path: /opt/e2e/test
+  permissions: "0755"
+  owner: root
+  content: |
+    #!/bin/sh
+    touch /home/rancher/test1
+- path: /opt/rancher/bin/start.sh
+  permissions: "0755"
+  owner: root
+  content: |
+    touch /home/rancher/test3
+- path: /etc/rc.local
+  permissions: "0755"
+  owner: root
+  content: |
+    wait-for-docker
+    docker version --format '{{.Server.Version}}' > /home/rancher/test6
+- path: /var/lib/rancher/conf/cloud-config-script
+  permissions: "0755"
+  owner: root
+  content: |
+    #!/bin/sh
+    touch /home/rancher/test4
+runcmd:
+- []
+- [ /opt/e2e/test ]
+- [ touch, /home/rancher/test2 ]
+- echo "" > /home/rancher/test5
+`
+
+// TestBootScripts boots RancherOS's test_26: every file the runcmd forms
+// and the boot scripts touch is there once the machine is up.
+func TestBootScripts(t *testing.T) {
+	img := image(t)
+	vm := Boot(t, img, VMConfig{
+		Net:     serve(t, bootScripts),
+		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+	})
+	ready := vm.WaitReady(bootTimeout)
+	logTimeline(t, vm, ready)
+	out, code, err := vm.Console("cd /home/rancher; for i in $(seq 60); do [ -s test6 ] && break; sleep 1; done; ls -1 test1 test2 test3 test4 test5 test6 && cat test6", 2*time.Minute)
+	if err != nil || code != 0 || !regexp.MustCompile(`^test1\ntest2\ntest3\ntest4\ntest5\ntest6\n\d+\.\d+`).MatchString(out) {
+		t.Errorf("files of runcmd, the user-data script, start.sh and rc.local: exit %d, %v: %q; want test1-6, and User Docker's version from rc.local", code, err, out)
+	}
+	for _, re := range []string{`boot script done.*script=/opt/rancher/bin/start.sh`, `boot script done.*script=/etc/rc.local`} {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(re), 0, 10*time.Second); err != nil {
+			t.Errorf("console: %v", err)
+		}
+	}
+}

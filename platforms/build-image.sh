@@ -86,7 +86,7 @@ chmod 1777 "$R/tmp"; chmod 700 "$R/root"
 install -m 755 "$ROS" "$R/bin/ros"
 ln -s bin/ros "$R/init"
 for n in init poweroff reboot halt modprobe; do ln -s ../bin/ros "$R/sbin/$n"; done
-for n in system-docker respawn cloud-init-execute cloud-init-save netconf modprobe; do ln -s ros "$R/bin/$n"; done
+for n in system-docker respawn cloud-init-execute cloud-init-save netconf modprobe wait-for-docker; do ln -s ros "$R/bin/$n"; done
 install -m 755 "$CACHE/pkg/busybox-static/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list | sort); do
   case "$a" in init|linuxrc|poweroff|reboot|halt|busybox) continue ;; esac

@@ -396,16 +396,25 @@ func (e *Engines) linkUserSocket() error {
 func (e *Engines) waitUser(ctx context.Context, cli *client.Client) error {
 	wctx, cancel := context.WithTimeout(ctx, e.o.userWait)
 	defer cancel()
+	if err := WaitPing(wctx, cli); err != nil {
+		return fmt.Errorf("wait for user docker: %w", err)
+	}
+	return nil
+}
+
+// WaitPing polls an engine's /_ping every 100 ms until it answers, or
+// returns the last error once ctx ends.
+func WaitPing(ctx context.Context, cli *client.Client) error {
 	for {
-		pctx, pcancel := context.WithTimeout(wctx, time.Second)
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		_, err := cli.Ping(pctx, client.PingOptions{})
 		pcancel()
 		if err == nil {
 			return nil
 		}
 		select {
-		case <-wctx.Done():
-			return fmt.Errorf("wait for user docker: %w", err)
+		case <-ctx.Done():
+			return err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -161,6 +161,9 @@ func RunPID1Boot(version string) {
 		}
 		b.log.Printf("%s (%.3f s since the kernel started)", PID1ReadyLine, bootstrap.Uptime().Seconds())
 		b.autologin()
+		// RancherOS's start.sh and rc.local, in the background: they may
+		// wait (wait-for-docker) or never end.
+		go func() { _ = RunBootScripts(ctx, b.slog, "/", BootScriptsLog, BootScripts()) }()
 	}()
 	go b.watchPowerButton(power)
 	hup := make(chan os.Signal, 1)

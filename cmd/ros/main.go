@@ -39,7 +39,7 @@ func run(name string, args []string) int {
 		args = append([]string{"netconf", "apply"}, args...)
 	case "poweroff", "reboot", "halt":
 		args = append([]string{name}, args...)
-	case "system-docker", "respawn", "modprobe":
+	case "system-docker", "respawn", "modprobe", "wait-for-docker":
 		args = append([]string{name}, args...)
 	case "ntpd":
 		args = append([]string{"ntp"}, args...)
@@ -107,7 +107,7 @@ func newRootCmd() *cobra.Command {
 		newNetconfCmd(g),
 		newServiceCmd(g), newEngineCmd(g), newConsoleCmd(g), newTLSCmd(g),
 		newSystemDockerCmd(g), newRespawnCmd(g), newDiskLinksCmd(g),
-		newInstallCmd(g), newModprobeCmd(g), newNTPCmd(g),
+		newInstallCmd(g), newModprobeCmd(g), newNTPCmd(g), newWaitForDockerCmd(g),
 	)
 	return root
 }

@@ -329,10 +329,32 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, p keyPath) bool {
 		}
 		if good {
 			kept = append(kept, k, val)
+			if why := inert(cp.String(), val); why != "" {
+				d.warnf(k, cp, "%s", why)
+			}
 		}
 	}
 	n.Content = kept
 	return true
+}
+
+// inert says why Berth does not act on a RancherOS key it reads (so that
+// a config written for RancherOS checks clean of unknown keys), or "" for
+// a key it uses.
+func inert(path string, val *yaml.Node) string {
+	switch path {
+	case "rancher.password":
+		return "not used: the console's SSH takes keys only (ssh_authorized_keys)"
+	case "rancher.log":
+		return "not used: the boot always logs to the console and to /var/log"
+	case "rancher.restart_services":
+		return "not needed: a write_files entry for a service's container is in place before the container first starts, and a changed one recreates it"
+	case "rancher.console":
+		if val.Kind == yaml.ScalarNode && val.Value != "" && val.Value != "default" {
+			return fmt.Sprintf("not used: Berth ships one console, default (busybox and dropbear), not %q", val.Value)
+		}
+	}
+	return ""
 }
 
 // decodeCommand: a string is a shell line, a list an argv, [] a no-op.

@@ -74,7 +74,12 @@ func TestEveryKeyTypes(t *testing.T) {
 			rep := &Report{}
 			cfg := &Config{}
 			(&decoder{source: "t", rep: rep}).decode(tree, reflect.ValueOf(cfg).Elem(), nil)
-			if len(rep.Entries) > 0 {
+			// A key Berth reads but does not act on says so, once.
+			want := 0
+			if inert(l.path.String(), good) != "" {
+				want = 1
+			}
+			if len(rep.Entries) != want || (want == 1 && rep.Entries[0].Error) {
 				t.Errorf("decoding %s: %s", l.path, rep)
 			}
 			out, err := yaml.Marshal(cfg)

@@ -293,3 +293,24 @@ func TestConfigValidateInlineTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigValidateInertKeys: RancherOS keys Berth reads but does not act
+// on are warnings at their line, and the config is still valid.
+func TestConfigValidateInertKeys(t *testing.T) {
+	in := "#cloud-config\nrancher:\n  console: debian\n  password: secret\n"
+	out, stderr, code := ros(t, in, "config", "validate", "-i", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s; want 0 (warnings only)", code, out, stderr)
+	}
+	for _, want := range []string{
+		`stdin:3:3: rancher.console: warning: not used: Berth ships one console, default (busybox and dropbear), not "debian"`,
+		"stdin:4:3: rancher.password: warning: not used: the console's SSH takes keys only",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate output:\n%s\nwant %q", out, want)
+		}
+	}
+	if out, _, _ := ros(t, "rancher:\n  console: default\n", "config", "validate", "-i", "-"); out != "" {
+		t.Errorf("console: default gives %q, want nothing", out)
+	}
+}

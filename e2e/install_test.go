@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,10 +210,17 @@ func TestOpenStackImage(t *testing.T) {
 		t.Skipf("cannot build the image here (grub, dosfstools, mtools, e2fsprogs, qemu-utils): %v", err)
 	}
 	iso := filepath.Join(t.TempDir(), "config-2.iso")
-	if err := fake.BuildISO(iso, "config-2", fake.DriveFiles([]byte("#cloud-config\nhostname: berth-openstack\n"))); err != nil {
+	userData := "#cloud-config\nhostname: berth-openstack\nrancher:\n  resize_device: /dev/vda\n"
+	if err := fake.BuildISO(iso, "config-2", fake.DriveFiles([]byte(userData))); err != nil {
 		t.Fatalf("build config drive: %v", err)
 	}
-	vm := bootDisk(t, diskBoot{disk: filepath.Join(out, "berth-openstack.qcow2") + ",snapshot=on", format: "qcow2",
+	// A flavor's disk is bigger than the image: 3 GiB over the 2 GiB
+	// image, as an overlay qemu writes to.
+	disk := filepath.Join(t.TempDir(), "disk.qcow2")
+	if o, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", filepath.Join(out, "berth-openstack.qcow2"), disk, "3G").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, o)
+	}
+	vm := bootDisk(t, diskBoot{disk: disk, format: "qcow2",
 		args: []string{"-drive", "file=" + iso + ",media=cdrom,readonly=on"}})
 	t.Logf("ready after %s", vm.WaitReady(bootTimeout))
 	if got := strings.TrimSpace(vm.MustConsole("hostname")); got != "berth-openstack" {
@@ -222,6 +230,22 @@ func TestOpenStackImage(t *testing.T) {
 		t.Errorf("kernel command line %q lacks the OpenStack datasources", got)
 	}
 	waitUserDocker(t, vm)
+	t.Run("rancher.resize_device grows the state filesystem to the disk's end", func(t *testing.T) {
+		l, _, err := vm.WaitLine(regexp.MustCompile(`rancher.resize_device /dev/vda: `), 0, 3*time.Minute)
+		if err != nil || !strings.Contains(l.Text, "fills it") {
+			t.Fatalf("resize: %q, %v", l.Text, err)
+		}
+		// The state partition is the last one; df counts 1K blocks.
+		out := vm.MustConsole("df -k /mnt/state | awk 'NR==2 {print $2}'")
+		kb, err := strconv.Atoi(out)
+		if err != nil || kb < 2800<<10 {
+			t.Errorf("state filesystem: %q KiB, want about 3 GiB (the disk, not the 2 GiB image)", out)
+		}
+		t.Logf("after %s: %s; state filesystem %d MiB", l.At.Round(time.Millisecond), l.Text, kb>>10)
+		if got := vm.MustConsole("ls /var/lib/rancher/conf >/dev/null && echo state-ok"); got != "state-ok" {
+			t.Errorf("state after the resize: %q", got)
+		}
+	})
 }
 
 // waitInstall waits for the unattended install's last console line and

@@ -71,6 +71,10 @@ type pid1Boot struct {
 	// md is the kernel's module index, read once (moduleDeps).
 	md *bootstrap.ModuleDeps
 
+	// stateDev is the state disk's device once mounted ("" running from
+	// RAM).
+	stateDev string
+
 	// stopping is set when shutdown begins: the console shells are not
 	// started again once they end.
 	stopping atomic.Bool
@@ -196,6 +200,7 @@ func pid1Phases() []pid1Phase {
 		{name: "datasources", run: (*pid1Boot).datasources},
 		{name: "config", run: (*pid1Boot).loadConfig},
 		{name: "mounts (config)", run: (*pid1Boot).mounts},
+		{name: "resize state (background)", run: (*pid1Boot).resizeState},
 		{name: "network", run: (*pid1Boot).network},
 		{name: "bootcmd", run: (*pid1Boot).bootcmd},
 		{name: "cloud-init-execute (background)", run: (*pid1Boot).cloudInitExecute},
@@ -457,12 +462,38 @@ func (b *pid1Boot) stateDisk(ctx context.Context) error {
 	case dev == "":
 		b.log.Printf("no state disk (%s): running from RAM, nothing is kept across boots", pid1Or(st.Dev, "LABEL="+bootstrap.StateLabel))
 	default:
+		b.stateDev = dev
 		b.log.Printf("state disk %s mounted on %s", dev, bootstrap.StateMount)
 	}
 	// /home/rancher may have come from the state disk.
 	_ = os.MkdirAll("/home/rancher/.ssh", 0o700)
 	_ = os.Chown("/home/rancher", 1100, 1100)
 	_ = os.Chown("/home/rancher/.ssh", 1100, 1100)
+	return nil
+}
+
+// resizeState grows the state partition and its filesystem to the end
+// of rancher.resize_device (RancherOS's key: a cloud image on a bigger
+// disk), in the background: an online resize2fs of a large disk takes a
+// while, and nothing waits on it.
+func (b *pid1Boot) resizeState(ctx context.Context) error {
+	disk := b.cfg.Rancher.ResizeDevice
+	if disk == "" {
+		return nil
+	}
+	if b.stateDev == "" {
+		return fmt.Errorf("rancher.resize_device %s: no state disk to grow", disk)
+	}
+	go func() {
+		end := b.tl.Begin("resize state")
+		gained, err := bootstrap.GrowState(b.life, b.log, disk, b.stateDev)
+		end(err)
+		if err != nil {
+			b.log.Printf("rancher.resize_device %s: %v", disk, err)
+			return
+		}
+		b.log.Printf("rancher.resize_device %s: state filesystem on %s fills it (%d MiB added)", disk, b.stateDev, gained>>20)
+	}()
 	return nil
 }
 

@@ -178,9 +178,14 @@ func TestStateDisk(t *testing.T) {
 	// test_02 gave them inline): the first boot makes a CA, and a client
 	// certificate signed by it still works after the reboot.
 	// The host reaches User Docker's port 2376, as a remote client would.
+	// The user-data is RancherOS's test_14: write_files puts three
+	// cloud-config.d files on the state disk, and the next boot takes the
+	// last one's hostname.
 	tlsPort := freePort(t)
-	cfg := VMConfig{Disk: disk, Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true",
-		Net: fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:2376", tlsPort)}
+	cfg := VMConfig{Disk: disk,
+		Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true " +
+			"rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		Net: serve(t, cloudConfigD) + fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:2376", tlsPort)}
 
 	vm := Boot(t, img, cfg)
 	ready := vm.WaitReady(bootTimeout)
@@ -219,8 +224,16 @@ func TestStateDisk(t *testing.T) {
 	if got := vm2.MustConsole("cat /var/lib/rancher/conf/e2e-kept"); got != "kept" {
 		t.Errorf("second boot: /var/lib/rancher/conf/e2e-kept = %q, want %q", got, "kept")
 	}
+	t.Run("cloud-config.d files from the first boot's write_files (RancherOS test_14)", func(t *testing.T) {
+		got := vm2.MustConsole("hostname; stat -c %a /var/lib/rancher/conf/cloud-config.d/cloud-config*.yml")
+		if want := "hostname3\n444\n444\n444"; got != want {
+			t.Errorf("second boot: %q, want %q (the last file's hostname, the files' mode 0444)", got, want)
+		}
+	})
 	t.Run("User Docker over TLS after the reboot, with the first boot's client certificate", func(t *testing.T) {
-		if _, _, err := vm2.WaitLine(regexp.MustCompile(`rancher.docker.tls: User Docker's CA and server certificate are the ones kept in /var/lib/rancher/conf/docker-tls`), 0, time.Second); err != nil {
+		// The hostname changed (test_14's hostname3): a new server
+		// certificate names it, signed by the CA the first boot kept.
+		if _, _, err := vm2.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, hostname3, .*signed by the CA kept in /var/lib/rancher/conf/docker-tls`), 0, time.Second); err != nil {
 			t.Errorf("second boot: %v", err)
 		}
 		out, code, err := vm2.Console(dockerTLS, 2*time.Minute)
@@ -269,6 +282,34 @@ func TestStateDisk(t *testing.T) {
 		t.Errorf("second boot: poweroff: %v", err)
 	}
 }
+
+// cloudConfigD is RancherOS's test_14 cloud-config: three files into
+// /var/lib/rancher/conf/cloud-config.d, read from the next boot on in
+// name order.
+const cloudConfigD = `#cloud-config
+write_files:
+  - path: /var/lib/rancher/conf/cloud-config.d/cloud-config1.yml
+    permissions: "0444"
+    owner: root
+    content: |
+      hostname: hostname1
+      rancher:
+        log: false
+  - path: /var/lib/rancher/conf/cloud-config.d/cloud-config2.yml
+    permissions: "0444"
+    owner: root
+    content: |
+      hostname: hostname2
+      rancher:
+        debug: false
+  - path: /var/lib/rancher/conf/cloud-config.d/cloud-config3.yml
+    permissions: "0444"
+    owner: root
+    content: |
+      hostname: hostname3
+      rancher:
+        log: true
+`
 
 // dockerTLS asks User Docker for its version over TLS at the guest's
 // address, with the client certificate in /home/rancher/e2e-tls.

@@ -386,12 +386,22 @@ func TestConfigDrive(t *testing.T) {
 // multiNIC is RancherOS's multi_nic cloud-config with its addresses in
 // the documentation ranges: eth0 on DHCP, eth1 and eth2 static, each
 // with a default gateway, and eth2 an IPv6 gateway but no IPv6 address.
+// The hooks are its pre_cmds case's, inline: Berth applies the network
+// on the host, before any container, so a script written into the
+// network container would not be there to run.
 const multiNIC = `#cloud-config
 rancher:
   network:
+    pre_cmds: ["echo pre_cmds >> /var/log/e2e-net.log"]
+    post_cmds: ["echo post_cmds >> /var/log/e2e-net.log"]
     interfaces:
+      lo:
+        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
+        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
       eth0:
         dhcp: true
+        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
+        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
       eth1:
         address: 198.51.100.41/24
         gateway: 198.51.100.1
@@ -403,6 +413,8 @@ rancher:
         gateway_ipv6: "2001:db8:1234::"
         mtu: 1500
         dhcp: false
+        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
+        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
 `
 
 // TestMultiNIC boots three NICs, each on its own qemu user network whose
@@ -457,6 +469,14 @@ func TestMultiNIC(t *testing.T) {
 		}
 		if l, _, err := vm.WaitLine(regexp.MustCompile(`configure eth\d`), 0, time.Second); err == nil {
 			t.Errorf("the boot logged an error: %s", l.Text)
+		}
+	})
+	t.Run("network hooks in order (RancherOS pre_cmds case)", func(t *testing.T) {
+		// pre_up before each link is touched, post_up once every link
+		// has its addresses and leases.
+		want := "pre_cmds\npre_up eth0\npre_up eth2\npre_up lo\npost_up eth0\npost_up eth2\npost_up lo\npost_cmds"
+		if got := vm.MustConsole("cat /var/log/e2e-net.log"); got != want {
+			t.Errorf("/var/log/e2e-net.log:\n%s\nwant\n%s", got, want)
 		}
 	})
 	t.Run("both static gateways answer", func(t *testing.T) {

@@ -211,6 +211,7 @@ func listLinks(h *netlink.Handle) ([]LinkInfo, error) {
 	for _, l := range ls {
 		a := l.Attrs()
 		if a.Flags&net.FlagLoopback != 0 {
+			out = append(out, LinkInfo{Name: a.Name, Loopback: true})
 			continue
 		}
 		out = append(out, LinkInfo{Name: a.Name, MAC: strings.ToLower(a.HardwareAddr.String())})
@@ -433,6 +434,9 @@ func (s *State) syncAddrs(l netlink.Link, lp LinkPlan) error {
 		}
 		if p.Addr().Is6() && (p.Addr().IsLinkLocalUnicast() || a.Flags&unix.IFA_F_PERMANENT == 0) {
 			continue // the kernel's own: link-local, or autoconfigured from a router advertisement
+		}
+		if l.Attrs().Flags&net.FlagLoopback != 0 && p.Addr().IsLoopback() {
+			continue // lo's own 127.0.0.1 and ::1
 		}
 		if lp.DHCP && a.ValidLft > 0 && a.ValidLft < 0xffffffff && p.Addr().Is4() {
 			continue

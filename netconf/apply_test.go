@@ -524,11 +524,22 @@ func TestHooksRunInOrder(t *testing.T) {
 	tn.veth("eth0", "peer0", "")
 	out := filepath.Join(t.TempDir(), "hooks")
 	cfg := Config{
-		Interfaces: map[string]InterfaceConfig{"eth0": {
-			Address: "192.0.2.10/24",
-			PreUp:   []string{"echo pre_up $IFACE >> " + out},
-			PostUp:  []string{"echo post_up $IFACE $(ip -o link show $IFACE | grep -o 'state [A-Z]*') >> " + out},
-		}},
+		Interfaces: map[string]InterfaceConfig{
+			"eth0": {
+				Address: "192.0.2.10/24",
+				PreUp:   []string{"echo pre_up $IFACE >> " + out},
+				PostUp:  []string{"echo post_up $IFACE $(ip -o link show $IFACE | grep -o 'state [A-Z]*') >> " + out},
+			},
+			// RancherOS's pre_cmds case hooks lo too; an anycast /32 is
+			// the other reason to name it.
+			"lo": {
+				Address: "203.0.113.7/32",
+				PreUp:   []string{"echo pre_up $IFACE >> " + out},
+				PostUp:  []string{"echo post_up $IFACE >> " + out},
+			},
+			// A glob never matches lo (nor would take DHCP on it).
+			"*": {PostUp: []string{"echo glob $IFACE >> " + out}},
+		},
 		PreCmds:  []string{"echo pre_cmds >> " + out},
 		PostCmds: []string{"echo post_cmds >> " + out},
 	}
@@ -539,9 +550,12 @@ func TestHooksRunInOrder(t *testing.T) {
 	defer st.Close()
 	got := strings.Split(strings.TrimSpace(readFile(t, out)), "\n")
 	// operstate in the namespace proves the hook ran inside it.
-	want := []string{"pre_cmds", "pre_up eth0", "post_up eth0 state UP", "post_cmds"}
+	want := []string{"pre_cmds", "pre_up eth0", "pre_up lo", "post_up eth0 state UP", "post_up lo", "post_cmds"}
 	if !slices.Equal(got, want) {
 		t.Errorf("hooks ran as %q, want %q", got, want)
+	}
+	if diff := cmp.Diff([]string{"127.0.0.1/8", "203.0.113.7/32", "::1/128"}, tn.addrs("lo"), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("lo addresses (-want +got):\n%s", diff)
 	}
 }
 

@@ -14,6 +14,10 @@ import (
 type LinkInfo struct {
 	Name string
 	MAC  string // lower-case, colon separated; "" for links without one
+	// Loopback links (lo) are configured only by a key that names them
+	// exactly (for their pre_up and post_up hooks, or an address such as
+	// an anycast /32), never by a glob or a MAC, and never take DHCP.
+	Loopback bool
 }
 
 // LinkSpec describes a virtual link Berth creates.
@@ -172,9 +176,16 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 	}
 
 	exists := map[string]bool{}
-	all := append([]LinkInfo(nil), links...)
+	var all, loopbacks []LinkInfo
 	for _, l := range links {
 		exists[l.Name] = true
+		if l.Loopback {
+			if _, ok := ifaces[l.Name]; ok {
+				loopbacks = append(loopbacks, l)
+			}
+			continue
+		}
+		all = append(all, l)
 	}
 	created := map[string]*LinkSpec{}
 	addVirtual := func(name string, spec *LinkSpec) error {
@@ -247,8 +258,11 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 	}
 
 	var plans []LinkPlan
-	for _, l := range all {
+	for _, l := range append(all, loopbacks...) {
 		k := match(ms, l)
+		if l.Loopback {
+			k = l.Name
+		}
 		if k == "" {
 			if spec := created[l.Name]; spec != nil {
 				// A bond, bridge or VLAN with no key of its own: created and up.
@@ -262,7 +276,7 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 			Key:    k,
 			Create: created[l.Name],
 			MTU:    ic.MTU,
-			DHCP:   wantsDHCP(ic),
+			DHCP:   wantsDHCP(ic) && !l.Loopback,
 			IPv4LL: ic.IPv4LL,
 			PreUp:  ic.PreUp,
 			PostUp: ic.PostUp,

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
@@ -68,15 +69,20 @@ func growPartition(disk, part string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	gained, length, err := growTable(disk, start)
-	if err != nil || gained == 0 {
-		return 0, err
-	}
-	f, err := os.OpenFile(disk, os.O_RDONLY, 0)
+	// Not exclusive: the kernel refuses that while a partition is mounted.
+	b, err := file.OpenFromPathWithExclusive(disk, false, false)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer b.Close()
+	gained, length, err := growTable(b, start)
+	if err != nil || gained == 0 {
+		return 0, err
+	}
+	f, err := b.Sys()
+	if err != nil {
+		return 0, err
+	}
 	bp := unix.BlkpgPartition{Start: start * 512, Length: length, Pno: int32(pno)}
 	arg := unix.BlkpgIoctlArg{Op: unix.BLKPG_RESIZE_PARTITION, Datalen: int32(unsafe.Sizeof(bp)), Data: (*byte)(unsafe.Pointer(&bp))}
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKPG, uintptr(unsafe.Pointer(&arg))); errno != 0 {
@@ -85,20 +91,14 @@ func growPartition(disk, part string) (int64, error) {
 	return gained, nil
 }
 
-// growTable rewrites the GPT of disk (a device or an image file) so that
-// the partition starting at sector start, which must be the last one,
-// ends at the last usable sector. It returns the bytes gained (0 when it
-// already ends there) and the partition's new length in bytes.
-func growTable(disk string, start int64) (gained, length int64, err error) {
-	// Not exclusive: the kernel refuses that while a partition is mounted.
-	b, err := file.OpenFromPathWithExclusive(disk, false, false)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer b.Close()
+// growTable rewrites the GPT of b (a disk or an image file) so that the
+// partition starting at sector start, which must be the last one, ends at
+// the last usable sector. It returns the bytes gained (0 when it already
+// ends there) and the partition's new length in bytes.
+func growTable(b backend.Storage, start int64) (gained, length int64, err error) {
 	size, err := b.Seek(0, io.SeekEnd)
 	if err != nil {
-		return 0, 0, fmt.Errorf("size of %s: %w", disk, err)
+		return 0, 0, fmt.Errorf("disk size: %w", err)
 	}
 	old, err := gpt.Read(b, 512, 512)
 	if err != nil {

@@ -45,12 +45,23 @@ func gptImage(t *testing.T, size int64, stateFirst bool) (string, *gpt.Table) {
 	return img, table
 }
 
+// growImage is growTable on an image file.
+func growImage(t *testing.T, img string, start int64) (int64, int64, error) {
+	t.Helper()
+	b, err := file.OpenFromPath(img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	return growTable(b, start)
+}
+
 // TestGrowTable: the state partition, last on a disk grown from 64 to 128
 // MiB, ends where the new disk's usable space ends; the backup table is
 // at the new end; GUIDs, names and the other partition stay as they were.
 func TestGrowTable(t *testing.T) {
 	img, table := gptImage(t, 128<<20, false)
-	gained, length, err := growTable(img, 4096)
+	gained, length, err := growImage(t, img, 4096)
 	if err != nil {
 		t.Fatalf("growTable: %v", err)
 	}
@@ -83,24 +94,24 @@ func TestGrowTable(t *testing.T) {
 		t.Errorf("last sector starts %q (%v), want the backup GPT header", last, err)
 	}
 	// Again: nothing left to gain.
-	if gained, _, err := growTable(img, 4096); err != nil || gained != 0 {
+	if gained, _, err := growImage(t, img, 4096); err != nil || gained != 0 {
 		t.Errorf("second growTable = %d, %v; want 0, nil", gained, err)
 	}
 }
 
 func TestGrowTableRefuses(t *testing.T) {
 	img, _ := gptImage(t, 128<<20, true)
-	if _, _, err := growTable(img, 4096); err == nil || !strings.Contains(err.Error(), "not the last one") {
+	if _, _, err := growImage(t, img, 4096); err == nil || !strings.Contains(err.Error(), "not the last one") {
 		t.Errorf("state partition before another: %v; want a refusal", err)
 	}
-	if _, _, err := growTable(img, 9999); err == nil || !strings.Contains(err.Error(), "no GPT entry starts at sector 9999") {
+	if _, _, err := growImage(t, img, 9999); err == nil || !strings.Contains(err.Error(), "no GPT entry starts at sector 9999") {
 		t.Errorf("unknown start: %v", err)
 	}
 	blank := filepath.Join(t.TempDir(), "blank.img")
 	if err := os.WriteFile(blank, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := growTable(blank, 2048); err == nil || !strings.Contains(err.Error(), "only GPT disks") {
+	if _, _, err := growImage(t, blank, 2048); err == nil || !strings.Contains(err.Error(), "only GPT disks") {
 		t.Errorf("no GPT: %v", err)
 	}
 }

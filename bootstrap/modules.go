@@ -28,10 +28,12 @@ func DefaultModules() []string {
 	}
 }
 
-// DefaultModuleParams are the parameters DefaultModules load with:
-// bonding makes no bond0 of its own (its default is one), so the only
-// bonds are those the network config asks for.
-func DefaultModuleParams() map[string]string {
+// moduleOptions are the parameters a module loads with when the caller
+// gives it none, as modprobe.d's options lines: bonding makes no bond0 of
+// its own (its default is one), so the only bonds are those the network
+// config asks for, whichever path loads it first (the boot's list,
+// rancher.modules, or the kernel asking for rtnl-link-bond).
+func moduleOptions() map[string]string {
 	return map[string]string{"bonding": "max_bonds=0"}
 }
 
@@ -241,8 +243,10 @@ func LoadModules(log *Logger, md *ModuleDeps, names []string) (int, error) {
 }
 
 // LoadModulesParams is LoadModules with module parameters ("max_bonds=0"),
-// by module name, for the modules that are given some.
+// by module name, for the modules that are given some; the others load
+// with moduleOptions'.
 func LoadModulesParams(log *Logger, md *ModuleDeps, names []string, params map[string]string) (int, error) {
+	opts := moduleOptions()
 	files, missing := md.Order(names)
 	for _, m := range missing {
 		log.Printf("module %s: not in modules.dep (built in or not shipped)", m)
@@ -270,7 +274,11 @@ func LoadModulesParams(log *Logger, md *ModuleDeps, names []string, params map[s
 				}
 			}
 			slots <- struct{}{}
-			err := finitModule(filepath.Join(md.dir, f), params[name])
+			p, ok := params[name]
+			if !ok {
+				p = opts[name]
+			}
+			err := finitModule(filepath.Join(md.dir, f), p)
 			<-slots
 			mu.Lock()
 			defer mu.Unlock()

@@ -259,9 +259,9 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 
 	var plans []LinkPlan
 	for _, l := range append(all, loopbacks...) {
-		k := match(ms, l)
-		if l.Loopback {
-			k = l.Name
+		k := l.Name // a loopback's own key, the only one it takes
+		if !l.Loopback {
+			k = match(ms, l)
 		}
 		if k == "" {
 			if spec := created[l.Name]; spec != nil {
@@ -370,14 +370,15 @@ func MakePlan(cfg Config, links []LinkInfo) (*Plan, error) {
 // in plan order; on the next links it takes the lowest metric its
 // destination has free.
 func spreadMetrics(plans []LinkPlan) {
-	used := map[netip.Prefix]map[int]bool{}
+	type slot struct {
+		dst    netip.Prefix
+		metric int
+	}
+	used := map[slot]bool{}
 	for _, p := range plans {
 		for _, r := range p.Routes {
 			if r.Metric != 0 {
-				if used[r.Dst] == nil {
-					used[r.Dst] = map[int]bool{}
-				}
-				used[r.Dst][r.Metric] = true
+				used[slot{r.Dst, r.Metric}] = true
 			}
 		}
 	}
@@ -387,15 +388,10 @@ func spreadMetrics(plans []LinkPlan) {
 			if r.Metric != 0 {
 				continue
 			}
-			if used[r.Dst] == nil {
-				used[r.Dst] = map[int]bool{}
+			for used[slot{r.Dst, r.Metric}] {
+				r.Metric++
 			}
-			m := 0
-			for used[r.Dst][m] {
-				m++
-			}
-			used[r.Dst][m] = true
-			r.Metric = m
+			used[slot{r.Dst, r.Metric}] = true
 		}
 	}
 }

@@ -254,7 +254,7 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 	// The defaults come from the initramfs; then the system image's
 	// modules take the place of its copies, for the config's and the
 	// devices' modules and all that loads later.
-	n, err := bootstrap.LoadModulesParams(b.log, md, bootstrap.DefaultModules(), bootstrap.DefaultModuleParams())
+	n, err := bootstrap.LoadModules(b.log, md, bootstrap.DefaultModules())
 	md, serr := b.systemModules(md)
 	// What else the kernel needs (a crypto driver, later a netfilter
 	// table, a filesystem, a link type) it loads through ros as modprobe,

@@ -625,3 +625,19 @@ func TestKeepsAutoconfiguredIPv6(t *testing.T) {
 		t.Errorf("eth0 addresses (-want +got): keep the router-advertised one, remove the unconfigured permanent one:\n%s", diff)
 	}
 }
+
+// TestHostsFile: the hostname's 127.0.1.1 line replaces an earlier one
+// and every other line of the file (a write_files /etc/hosts) is kept;
+// without a file the localhost lines are made.
+func TestHostsFile(t *testing.T) {
+	for _, tc := range []struct{ name, old, host, want string }{
+		{"no file", "", "node1", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tnode1\n"},
+		{"user lines kept", "127.0.0.1 localhost\n198.51.100.7 db.example\n127.0.1.1 old old.example\n# end", "a.example",
+			"127.0.0.1 localhost\n198.51.100.7 db.example\n# end\n127.0.1.1\ta.example a\n"},
+		{"unchanged", "127.0.0.1 localhost\n127.0.1.1\tnode1\n", "node1", "127.0.0.1 localhost\n127.0.1.1\tnode1\n"},
+	} {
+		if got := string(hostsFile([]byte(tc.old), tc.host)); got != tc.want {
+			t.Errorf("%s: hostsFile = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package netconf
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,19 +94,35 @@ func writeResolvConf(root string, ns, search []string) error {
 	return nil
 }
 
-// hostsFile renders /etc/hosts with the hostname on 127.0.1.1.
-func hostsFile(host string) []byte {
+// hostsFile is /etc/hosts with the hostname on 127.0.1.1: old's lines
+// (a write_files /etc/hosts, the image's localhost lines) are kept, all
+// but an earlier 127.0.1.1 line, which the new one replaces. Without an
+// old file it starts from the localhost lines.
+func hostsFile(old []byte, host string) []byte {
 	short, _, _ := strings.Cut(host, ".")
 	names := host
 	if short != host {
 		names += " " + short
 	}
-	return []byte("127.0.0.1\tlocalhost\n" +
-		"::1\tlocalhost ip6-localhost ip6-loopback\n" +
-		"127.0.1.1\t" + names + "\n")
+	if len(bytes.TrimSpace(old)) == 0 {
+		old = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	}
+	var b bytes.Buffer
+	for _, l := range strings.SplitAfter(string(old), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "127.0.1.1" || l == "" {
+			continue
+		}
+		b.WriteString(l)
+		if !strings.HasSuffix(l, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	b.WriteString("127.0.1.1\t" + names + "\n")
+	return b.Bytes()
 }
 
-// writeHostname writes /etc/hostname and /etc/hosts and, on the real root,
+// writeHostname writes /etc/hostname, the hostname's line of /etc/hosts
+// and, on the real root,
 // sets the kernel's hostname.
 func writeHostname(root, host string) error {
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
@@ -114,7 +131,12 @@ func writeHostname(root, host string) error {
 	if err := writeIfChanged(filepath.Join(root, "etc/hostname"), []byte(host+"\n")); err != nil {
 		return fmt.Errorf("write hostname: %w", err)
 	}
-	if err := writeIfChanged(filepath.Join(root, "etc/hosts"), hostsFile(host)); err != nil {
+	hosts := filepath.Join(root, "etc/hosts")
+	old, err := os.ReadFile(hosts)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	if err := writeIfChanged(hosts, hostsFile(old, host)); err != nil {
 		return fmt.Errorf("write hosts: %w", err)
 	}
 	if isRootSlash(root) {

@@ -120,6 +120,26 @@ func Execute(ctx context.Context, cfg *Config, root string, opts ...ExecOption) 
 	return errors.Join(errs...)
 }
 
+// WriteFiles writes cfg's write_files entries under root, the ones for
+// a service's container aside (those go into it when it is created): the
+// first step of Execute, on its own for PID 1 to run before the network
+// comes up. An entry that fails is logged and the rest are still
+// written; the error joins every failure.
+func WriteFiles(cfg *Config, root string, opts ...ExecOption) error {
+	o := execOptions{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs []error
+	for _, f := range cfg.WriteFiles {
+		if err := writeFile(root, f, &o); err != nil {
+			o.log.Error("write_files", "path", f.Path, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ScriptPath is where the `#!` script of the user-data is saved; Execute
 // runs it last, as RancherOS did.
 const ScriptPath = "/var/lib/rancher/conf/cloud-config-script"

@@ -104,6 +104,43 @@ func TestExecuteLeavesContainerFiles(t *testing.T) {
 	}
 }
 
+// TestWriteFiles is PID 1's write before the network: the host's entries
+// are written with their mode, a container's is not, a broken entry is
+// named in the error and does not keep the ones after it from being
+// written, and nothing else of the config (hostname, runcmd) is applied.
+func TestWriteFiles(t *testing.T) {
+	root := t.TempDir()
+	cfg := &Config{
+		Hostname: "not-this-step",
+		Runcmd:   []Command{{Shell: "touch " + filepath.Join(root, "ran")}},
+		WriteFiles: []WriteFile{
+			{Path: "/var/lib/hooks/up.sh", Content: "#!/bin/sh\necho up\n", Permissions: "0755"},
+			{Path: "/etc/broken", Encoding: "b64", Content: "%%%"},
+			{Path: "/etc/in-ntp", Container: "ntp", Content: "c"},
+			{Path: "/etc/after-broken", Content: "still\n"},
+		},
+	}
+	err := WriteFiles(cfg, root, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err == nil || !strings.Contains(err.Error(), "/etc/broken") {
+		t.Errorf("WriteFiles error = %v, want one naming /etc/broken", err)
+	}
+	fi, err := os.Stat(filepath.Join(root, "var/lib/hooks/up.sh"))
+	if err != nil {
+		t.Fatalf("the hook script was not written: %v", err)
+	}
+	if fi.Mode().Perm() != 0o755 {
+		t.Errorf("up.sh mode = %v, want 0755", fi.Mode().Perm())
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/after-broken")); err != nil || string(b) != "still\n" {
+		t.Errorf("the entry after the broken one = %q, %v; want it written", b, err)
+	}
+	for _, p := range []string{"etc/in-ntp", "etc/broken", "etc/hostname", "ran"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s exists; WriteFiles wrote more than the host's write_files", p)
+		}
+	}
+}
+
 func TestRunCommandsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -390,19 +390,32 @@ func TestConfigDrive(t *testing.T) {
 // on the host, before any container, so a script written into the
 // network container would not be there to run.
 const multiNIC = `#cloud-config
+hostname: multinic
+write_files:
+- path: /var/lib/e2e/net-hook.sh
+  permissions: "0755"
+  content: |
+    #!/bin/sh
+    echo "$@" >> /var/log/e2e-net.log
+- path: /etc/hosts
+  content: |
+    127.0.0.1 localhost
+    198.51.100.7 e2e-written.example
 rancher:
   network:
-    pre_cmds: ["echo pre_cmds >> /var/log/e2e-net.log"]
-    post_cmds: ["echo post_cmds >> /var/log/e2e-net.log"]
+    pre_cmds: ["/var/lib/e2e/net-hook.sh pre_cmds"]
+    post_cmds: ["/var/lib/e2e/net-hook.sh post_cmds"]
     interfaces:
+      eth*:
+        dhcp: true
       lo:
-        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
-        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
+        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
+        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
       eth0:
         dhcp: true
-        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
-        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
-      eth1:
+        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
+        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
+      "mac=52:54:00:12:34:59":
         address: 198.51.100.41/24
         gateway: 198.51.100.1
         mtu: 1500
@@ -413,12 +426,19 @@ rancher:
         gateway_ipv6: "2001:db8:1234::"
         mtu: 1500
         dhcp: false
-        pre_up: ["echo pre_up $IFACE >> /var/log/e2e-net.log"]
-        post_up: ["echo post_up $IFACE >> /var/log/e2e-net.log"]
+        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
+        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
 `
 
+// multiNICMAC is eth1's MAC address, the key of its config (RancherOS's
+// test_01: a mac= key beats the eth* glob).
+const multiNICMAC = "52:54:00:12:34:59"
+
 // TestMultiNIC boots three NICs, each on its own qemu user network whose
-// gateway answers pings, with RancherOS's multi_nic config.
+// gateway answers pings, with RancherOS's multi_nic config, eth1 chosen
+// by its MAC address and the rest of eth* by DHCP (test_01); its network
+// hooks run a script of write_files, and its write_files /etc/hosts
+// replaces the one netconf writes.
 func TestMultiNIC(t *testing.T) {
 	img := image(t)
 	fwd := serve(t, multiNIC)
@@ -426,7 +446,7 @@ func TestMultiNIC(t *testing.T) {
 	for i, net := range []string{"198.51.100", "203.0.113"} {
 		nics = append(nics,
 			"-netdev", fmt.Sprintf("user,id=x%d,restrict=on,ipv6=off,net=%s.0/24,host=%s.1,dhcpstart=%s.200", i, net, net, net),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=x%d", i))
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=x%d%s", i, macOpt(map[int]string{0: multiNICMAC}[i])))
 	}
 	vm := Boot(t, img, VMConfig{
 		Net:     fwd,
@@ -473,10 +493,16 @@ func TestMultiNIC(t *testing.T) {
 	})
 	t.Run("network hooks in order (RancherOS pre_cmds case)", func(t *testing.T) {
 		// pre_up before each link is touched, post_up once every link
-		// has its addresses and leases.
+		// has its addresses and leases; each runs the script write_files
+		// put in place before the network.
 		want := "pre_cmds\npre_up eth0\npre_up eth2\npre_up lo\npost_up eth0\npost_up eth2\npost_up lo\npost_cmds"
 		if got := vm.MustConsole("cat /var/log/e2e-net.log"); got != want {
 			t.Errorf("/var/log/e2e-net.log:\n%s\nwant\n%s", got, want)
+		}
+	})
+	t.Run("write_files /etc/hosts kept over netconf's", func(t *testing.T) {
+		if out := vm.MustConsole("grep -c e2e-written.example /etc/hosts; true"); out != "1" {
+			t.Errorf("grep -c e2e-written.example /etc/hosts = %q, want 1: write_files' /etc/hosts was replaced", out)
 		}
 	})
 	t.Run("both static gateways answer", func(t *testing.T) {

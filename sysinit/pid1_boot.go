@@ -201,6 +201,7 @@ func pid1Phases() []pid1Phase {
 		{name: "config", run: (*pid1Boot).loadConfig},
 		{name: "mounts (config)", run: (*pid1Boot).mounts},
 		{name: "resize state (background)", run: (*pid1Boot).resizeState},
+		{name: "write_files", run: (*pid1Boot).writeFiles},
 		{name: "network", run: (*pid1Boot).network},
 		{name: "bootcmd", run: (*pid1Boot).bootcmd},
 		{name: "cloud-init-execute (background)", run: (*pid1Boot).cloudInitExecute},
@@ -592,6 +593,17 @@ func (b *pid1Boot) swapon(dev string) error {
 	return bootstrap.Swapon(dev, -1)
 }
 
+// writeFiles writes the config's write_files before the network comes
+// up, so that the network's hooks (pre_cmds, pre_up, post_up, post_cmds)
+// and bootcmd find the scripts they name. cloud-init-execute writes them
+// again after the network, so that a write_files /etc/hosts or
+// /etc/resolv.conf wins over the one netconf wrote, as in RancherOS,
+// where write_files came after the network. A failed entry is logged
+// and the others are still written.
+func (b *pid1Boot) writeFiles(ctx context.Context) error {
+	return cloudinit.WriteFiles(b.cfg, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
+}
+
 // bootcmd runs the config's bootcmd on the host, once the network is up
 // and before the services start, within bootcmdLimit; a failing command
 // is logged and the boot goes on.
@@ -605,8 +617,9 @@ func (b *pid1Boot) bootcmd(ctx context.Context) error {
 }
 
 // cloudInitExecute starts `ros cloud-init-execute` on the host's / in
-// the background, with this boot's config saved: write_files, ssh keys,
-// hostname, sysctl, runcmd and the user-data script. RancherOS ran it as
+// the background, with this boot's config saved: write_files (again,
+// after writeFiles), ssh keys, hostname, sysctl, runcmd and the user-data
+// script. RancherOS ran it as
 // System Docker's first container, on the way to User Docker; under TCG
 // that container cost 4 s after System Docker answered. Here it runs
 // while System Docker starts, and what comes after it (the console, User

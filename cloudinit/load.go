@@ -78,6 +78,19 @@ func LoadTree(root string) (*yaml.Node, *Report, error) {
 	return loadOver(root, acc, rep)
 }
 
+// IsConfigSource reports whether a file at path (absolute, on the
+// machine) is one LoadTree reads: the OEM config, the metadata, a
+// cloud-config.d/*.yml or the local cloud-config.yml. A write_files entry
+// with such a path changes the config of the boot that writes it.
+func IsConfigSource(p string) bool {
+	p = path.Clean(p)
+	switch p {
+	case OEMConfigPath, MetadataPath, LocalConfigPath:
+		return true
+	}
+	return path.Dir(p) == CloudConfigDir && strings.HasSuffix(p, ".yml")
+}
+
 // loadOver merges the sources under root over acc (the built-in defaults).
 func loadOver(root string, acc *yaml.Node, rep *Report) (*yaml.Node, *Report, error) {
 	var errs []error

@@ -153,3 +153,21 @@ func TestLoadEmptyRoot(t *testing.T) {
 		t.Errorf("hostname = %q, want the default rancher", cfg.Hostname)
 	}
 }
+
+func TestIsConfigSource(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/var/lib/rancher/conf/cloud-config.d/cloud-config1.yml": true,
+		"/var/lib/rancher/conf/cloud-config.d/boot.yml":          true,
+		"/var/lib/rancher/conf/cloud-config.d//x.yml":            true,
+		"/var/lib/rancher/conf/cloud-config.yml":                 true,
+		"/usr/share/ros/oem/oem-config.yml":                      true,
+		"/var/lib/rancher/conf/cloud-config.d/notes.txt":         false,
+		"/var/lib/rancher/conf/cloud-config.d/sub/x.yml":         false,
+		"/var/lib/rancher/conf/e2e-kept":                         false,
+		"/etc/hosts":                                             false,
+	} {
+		if got := IsConfigSource(p); got != want {
+			t.Errorf("IsConfigSource(%q) = %v, want %v", p, got, want)
+		}
+	}
+}

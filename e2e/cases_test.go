@@ -179,8 +179,8 @@ func TestStateDisk(t *testing.T) {
 	// certificate signed by it still works after the reboot.
 	// The host reaches User Docker's port 2376, as a remote client would.
 	// The user-data is RancherOS's test_14: write_files puts three
-	// cloud-config.d files on the state disk, and the next boot takes the
-	// last one's hostname.
+	// cloud-config.d files on the state disk, and the boot that writes
+	// them already takes the last one's hostname.
 	tlsPort := freePort(t)
 	cfg := VMConfig{Disk: disk,
 		Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true " +
@@ -193,8 +193,17 @@ func TestStateDisk(t *testing.T) {
 	if _, _, err := vm.WaitLine(regexp.MustCompile(`formatted blank /dev/vda`), 0, time.Second); err != nil {
 		t.Errorf("first boot: %v", err)
 	}
+	t.Run("cloud-config.d files from write_files, the same boot (RancherOS test_14)", func(t *testing.T) {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`write_files wrote .*cloud-config3\.yml: this boot's config includes them`), 0, time.Second); err != nil {
+			t.Errorf("first boot: %v", err)
+		}
+		got := vm.MustConsole("hostname; stat -c %a /var/lib/rancher/conf/cloud-config.d/cloud-config*.yml; grep '^127.0.1.1' /etc/hosts")
+		if want := "hostname3\n444\n444\n444\n127.0.1.1\thostname3"; got != want {
+			t.Errorf("first boot: %q, want %q (the last file's hostname, the files' mode 0444, the hostname in /etc/hosts as netconf wrote it)", got, want)
+		}
+	})
 	t.Run("User Docker over TLS", func(t *testing.T) {
-		if _, _, err := vm.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, .*10\.0\.2\.15`), 0, time.Second); err != nil {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, hostname3, .*10\.0\.2\.15`), 0, time.Second); err != nil {
 			t.Errorf("first boot: %v", err)
 		}
 		out, code, err := vm.Console("ros tls gen -d /home/rancher/e2e-tls >/dev/null && "+dockerTLS, 2*time.Minute)
@@ -207,7 +216,8 @@ func TestStateDisk(t *testing.T) {
 			t.Errorf("docker over TLS without a client certificate: exit %d, %v: %q; want a refusal", code, err, out)
 		}
 	})
-	vm.MustConsole("echo kept > /var/lib/rancher/conf/e2e-kept && sync")
+	// The local config (above cloud-config.d) names the next boot's host.
+	vm.MustConsole("echo kept > /var/lib/rancher/conf/e2e-kept && ros config set hostname e2e-second && sync")
 	_, _, _ = vm.Console("poweroff", 10*time.Second)
 	if err := vm.WaitExit(2 * time.Minute); err != nil {
 		t.Fatalf("first boot: poweroff: %v", err)
@@ -224,16 +234,16 @@ func TestStateDisk(t *testing.T) {
 	if got := vm2.MustConsole("cat /var/lib/rancher/conf/e2e-kept"); got != "kept" {
 		t.Errorf("second boot: /var/lib/rancher/conf/e2e-kept = %q, want %q", got, "kept")
 	}
-	t.Run("cloud-config.d files from the first boot's write_files (RancherOS test_14)", func(t *testing.T) {
+	t.Run("ros config set hostname from the first boot", func(t *testing.T) {
 		got := vm2.MustConsole("hostname; stat -c %a /var/lib/rancher/conf/cloud-config.d/cloud-config*.yml")
-		if want := "hostname3\n444\n444\n444"; got != want {
-			t.Errorf("second boot: %q, want %q (the last file's hostname, the files' mode 0444)", got, want)
+		if want := "e2e-second\n444\n444\n444"; got != want {
+			t.Errorf("second boot: %q, want %q (the local config's hostname over cloud-config.d's, the files' mode 0444)", got, want)
 		}
 	})
 	t.Run("User Docker over TLS after the reboot, with the first boot's client certificate", func(t *testing.T) {
-		// The hostname changed (test_14's hostname3): a new server
-		// certificate names it, signed by the CA the first boot kept.
-		if _, _, err := vm2.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, hostname3, .*signed by the CA kept in /var/lib/rancher/conf/docker-tls`), 0, time.Second); err != nil {
+		// The hostname changed: a new server certificate names it, and
+		// the old one's, signed by the CA the first boot kept.
+		if _, _, err := vm2.WaitLine(regexp.MustCompile(`rancher.docker.tls: made User Docker a server certificate for localhost, e2e-second, .*signed by the CA kept in /var/lib/rancher/conf/docker-tls`), 0, time.Second); err != nil {
 			t.Errorf("second boot: %v", err)
 		}
 		out, code, err := vm2.Console(dockerTLS, 2*time.Minute)

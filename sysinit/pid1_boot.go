@@ -600,8 +600,32 @@ func (b *pid1Boot) swapon(dev string) error {
 // /etc/resolv.conf wins over the one netconf wrote, as in RancherOS,
 // where write_files came after the network. A failed entry is logged
 // and the others are still written.
+//
+// An entry that writes a config source (a cloud-config.d/*.yml, the
+// local cloud-config.yml: cloudinit.IsConfigSource) changes this boot's
+// config, so PID 1 loads it again: the network, the services and User
+// Docker then use the config cloud-init-execute also reads, instead of
+// one without the file. A config that no longer loads leaves the one
+// PID 1 had.
 func (b *pid1Boot) writeFiles(ctx context.Context) error {
-	return cloudinit.WriteFiles(b.cfg, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
+	err := cloudinit.WriteFiles(b.cfg, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
+	var sources []string
+	for _, f := range b.cfg.WriteFiles {
+		if f.Container == "" && cloudinit.IsConfigSource(f.Path) {
+			sources = append(sources, f.Path)
+		}
+	}
+	if len(sources) == 0 {
+		return err
+	}
+	cfg, lerr := b.readConfig()
+	if lerr != nil {
+		b.log.Printf("write_files wrote %s: load config: %v; this boot keeps the config it had", strings.Join(sources, ", "), lerr)
+		return errors.Join(err, lerr)
+	}
+	b.cfg = cfg
+	b.log.Printf("write_files wrote %s: this boot's config includes them", strings.Join(sources, ", "))
+	return err
 }
 
 // bootcmd runs the config's bootcmd on the host, once the network is up

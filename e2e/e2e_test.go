@@ -114,7 +114,10 @@ mounts:
   - [LABEL=E2EDATA, /mnt/e2e-data, "", "ro,noatime"]
 bootcmd:
   - "grep -q ' /mnt/e2e-data ' /proc/mounts && echo after the mounts > /run/e2e-bootcmd"
-%s  sysctl:
+%s    http_proxy: http://192.0.2.3:3128
+    https_proxy: http://192.0.2.3:3129
+    no_proxy: localhost,192.0.2.0/24
+  sysctl:
     kernel.domainname: e2e.test
     vm.swappiness: 17
   environment:
@@ -200,6 +203,15 @@ bootcmd:
 		out, code, err := vm.Console("cat /proc/sys/kernel/domainname /proc/sys/vm/swappiness", time.Minute)
 		if err != nil || code != 0 || out != "e2e.test\n17" {
 			t.Errorf("sysctl: exit %d, %v: %q; want e2e.test and 17", code, err, out)
+		}
+	})
+	t.Run("rancher.network's proxies in System Docker and User Docker (RancherOS test_17)", func(t *testing.T) {
+		const want = "http://192.0.2.3:3128 http://192.0.2.3:3129 localhost,192.0.2.0/24"
+		for _, engine := range []string{"system-docker", "docker"} {
+			out, code, err := vm.Console(engine+" info --format '{{.HTTPProxy}} {{.HTTPSProxy}} {{.NoProxy}}'", time.Minute)
+			if err != nil || code != 0 || out != want {
+				t.Errorf("%s info: exit %d, %v: %q; want %q", engine, code, err, out, want)
+			}
 		}
 	})
 	t.Run("rancher.environment into a service, by name and by glob (RancherOS test_11)", func(t *testing.T) {

@@ -14,6 +14,8 @@
 // Apply refuses an invalid Config before touching anything.
 package netconf
 
+import "strings"
+
 // Config is the desired network state, the `rancher.network` key of a
 // cloud-config. Datasources that know the network (OpenStack
 // network_data.json, EC2 per-MAC interfaces) convert what they learn into
@@ -76,4 +78,18 @@ type Route struct {
 type DNSConfig struct {
 	Nameservers []string `yaml:"nameservers,omitempty" json:"nameservers,omitempty"`
 	Search      []string `yaml:"search,omitempty" json:"search,omitempty"`
+}
+
+// ProxyEnv is the proxy keys as environment variables, for the engines
+// and what they run: HTTP_PROXY, HTTPS_PROXY and NO_PROXY for each key
+// that is set, each also in lower case (dockerd and Go read either; curl
+// and wget read the lower-case names). netconf itself uses no proxy.
+func (c Config) ProxyEnv() []string {
+	var env []string
+	for _, kv := range [][2]string{{"HTTP_PROXY", c.HTTPProxy}, {"HTTPS_PROXY", c.HTTPSProxy}, {"NO_PROXY", c.NoProxy}} {
+		if kv[1] != "" {
+			env = append(env, kv[0]+"="+kv[1], strings.ToLower(kv[0])+"="+kv[1])
+		}
+	}
+	return env
 }

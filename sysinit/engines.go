@@ -185,7 +185,9 @@ func (e *Engines) systemDaemon(cfg *cloudinit.Config) (daemonConfig, cloudinit.E
 	if logPath == "" {
 		logPath = defaultSystemLog
 	}
-	env := sysCfg.Environment
+	// rancher.network's proxies first: rancher.system_docker.environment
+	// may set them otherwise (the last of a name wins).
+	env := append(cfg.Rancher.Network.ProxyEnv(), sysCfg.Environment...)
 	if e.o.shimRos != "" {
 		shim, err := shimEnv(e.o.root, e.o.shimRos)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"sort"
@@ -112,8 +113,20 @@ func UnplacedFiles(cfg *cloudinit.Config) []cloudinit.WriteFile {
 // Specs renders the enabled services of cfg. A service is enabled unless
 // it is in rancher.disable, services_include sets it false, or it is
 // optional (label io.berth.optional) and services_include does not set it
-// true. rancher.environment fills KEY and KEY* environment entries.
+// true. rancher.environment fills KEY and KEY* environment entries, and so
+// do rancher.network's proxy keys (HTTP_PROXY, http_proxy, ...) where
+// rancher.environment does not name them. User Docker gets those proxy
+// variables without asking, as RancherOS's docker service did, unless
+// its environment or rancher.docker.environment sets them.
 func Specs(cfg *cloudinit.Config) []Spec {
+	lookup := map[string]string{}
+	var proxy []string // their names, for User Docker
+	for _, kv := range cfg.Rancher.Network.ProxyEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		lookup[k] = v
+		proxy = append(proxy, k)
+	}
+	maps.Copy(lookup, cfg.Rancher.Environment)
 	disabled := map[string]bool{}
 	for _, n := range cfg.Rancher.Disable {
 		disabled[n] = true
@@ -130,12 +143,15 @@ func Specs(cfg *cloudinit.Config) []Spec {
 		if svc.Labels[LabelOptional] == "true" && !inc {
 			continue
 		}
-		sp := specOf(name, *svc, cfg.Rancher.Environment)
+		sp := specOf(name, *svc, lookup)
 		if name == UserDockerService && len(sp.Service.Command) == 0 && len(sp.Service.Entrypoint) == 0 {
 			// The user engine's flags come from rancher.docker, so a
 			// change there changes the spec's hash and recreates it.
 			sp.Service.Command = append([]string{"dockerd"}, DockerdArgs(cfg.Rancher.Docker, UserDockerDefaults())...)
 			sp.Service.Environment = append(sp.Service.Environment, cfg.Rancher.Docker.Environment...)
+		}
+		if name == UserDockerService {
+			sp.Service.Environment = addUnsetEnv(sp.Service.Environment, expandEnv(proxy, lookup))
 		}
 		sp.Files = cloudinit.ContainerFiles(cfg, name)
 		byName[name] = sp
@@ -236,6 +252,22 @@ func expandEnv(list []string, env map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// addUnsetEnv appends to env the KEY=VALUE entries of more whose KEY env
+// does not set.
+func addUnsetEnv(env, more []string) []string {
+	set := map[string]bool{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	for _, kv := range more {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func splitList(s string) []string {

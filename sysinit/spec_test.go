@@ -113,6 +113,26 @@ func TestSpecsFromConfig(t *testing.T) {
 				t.Errorf("docker environment = %v", m["docker"].Service.Environment)
 			}
 		}},
+		{"rancher.network's proxies: User Docker gets them, a service asks by name, explicit values win", func(c *cloudinit.Config) {
+			c.Rancher.Network.HTTPProxy = "http://192.0.2.3:3128"
+			c.Rancher.Network.NoProxy = "localhost,192.0.2.0/24"
+			c.Rancher.Docker.Environment = []string{"NO_PROXY=docker.example"}
+			c.Rancher.Environment = map[string]string{"http_proxy": "http://192.0.2.4:3128"}
+			c.Rancher.Services["mine"] = &cloudinit.Service{Image: "x", Net: "host",
+				Environment: []string{"HTTP_PROXY", "http_proxy", "NO_PROXY"}}
+		}, func(t *testing.T, m map[string]Spec) {
+			want := []string{"NO_PROXY=docker.example", "HTTP_PROXY=http://192.0.2.3:3128", "http_proxy=http://192.0.2.4:3128", "no_proxy=localhost,192.0.2.0/24"}
+			if diff := cmp.Diff(want, m["docker"].Service.Environment); diff != "" {
+				t.Errorf("docker environment (-want +got):\n%s", diff)
+			}
+			want = []string{"HTTP_PROXY=http://192.0.2.3:3128", "http_proxy=http://192.0.2.4:3128", "NO_PROXY=localhost,192.0.2.0/24"}
+			if diff := cmp.Diff(want, m["mine"].Service.Environment); diff != "" {
+				t.Errorf("mine's environment (-want +got):\n%s", diff)
+			}
+			if env := m["console"].Service.Environment; len(env) != 0 {
+				t.Errorf("console environment = %v; want none (it did not ask)", env)
+			}
+		}},
 		{"after a disabled service is satisfied; after an undefined one stays", func(c *cloudinit.Config) {
 			c.Rancher.Disable = []string{"middle"}
 			c.Rancher.Services["first"] = &cloudinit.Service{Image: "x", Net: "host"}

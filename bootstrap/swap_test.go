@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -125,5 +126,52 @@ func TestMountDevice(t *testing.T) {
 	}
 	if _, err := MountDevice("tmpfs", filepath.Join(t.TempDir(), "c"), "berthnofs", "", nil); err == nil || !strings.Contains(err.Error(), "berthnofs") {
 		t.Errorf("mount as an unknown type: %v; want an error naming it", err)
+	}
+}
+
+// A bind mount of a file (RancherOS's test_23 binds a write_files file
+// into /home/rancher) makes its target a file; `ro` holds through the
+// remount; a directory binds on a directory; a missing source is named.
+func TestMountDeviceBind(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mount needs root")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "test")
+	if err := os.WriteFile(src, []byte("test"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "home", "rancher", "test")
+	got, err := MountDevice(src, file, "", "bind,ro", []string{"ext4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(file, 0) })
+	if got != "bind" {
+		t.Errorf("mounted as %q, want bind", got)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "test" {
+		t.Errorf("read %s: %q, %v; want the source's content", file, b, err)
+	}
+	if err := os.WriteFile(file, []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
+		t.Errorf("write through the ro bind: %v; want EROFS", err)
+	}
+	sub := filepath.Join(dir, "d")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "mnt", "d")
+	if _, err := MountDevice(sub, target, "auto", "bind", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(target, 0) })
+	if err := os.WriteFile(filepath.Join(target, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(sub, "x")); err != nil {
+		t.Errorf("a file written through the directory bind is not in its source: %v", err)
+	}
+	if _, err := MountDevice(filepath.Join(dir, "missing"), filepath.Join(dir, "m"), "", "bind", nil); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("bind of a missing source: %v; want an error naming it", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -75,12 +76,18 @@ func Filesystems() ([]string, error) {
 
 // MountDevice mounts dev on target with mount(8)-style options; fstype ""
 // or "auto" tries each filesystem of try in turn. It returns the type that
-// mounted.
+// mounted. With `bind` (or `rbind`) in options, dev is a file or
+// directory bound on target, which is made a file when dev is one, and
+// the type is "bind"; `ro` then applies through a remount, as mount(8)
+// does.
 func MountDevice(dev, target, fstype, options string, try []string) (string, error) {
+	flags, data := MountOptions(options)
+	if flags&unix.MS_BIND != 0 {
+		return bindMount(dev, target, flags)
+	}
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return "", fmt.Errorf("mount %s on %s: %w", dev, target, err)
 	}
-	flags, data := MountOptions(options)
 	types := []string{fstype}
 	if fstype == "" || fstype == "auto" {
 		types = try
@@ -97,4 +104,31 @@ func MountDevice(dev, target, fstype, options string, try []string) (string, err
 		return "", fmt.Errorf("mount %s on %s: no filesystem type to try", dev, target)
 	}
 	return "", fmt.Errorf("mount %s on %s: %w", dev, target, errors.Join(errs...))
+}
+
+func bindMount(src, target string, flags uintptr) (string, error) {
+	st, err := os.Stat(src)
+	if err != nil {
+		return "", fmt.Errorf("bind %s on %s: %w", src, target, err)
+	}
+	if st.IsDir() {
+		err = os.MkdirAll(target, 0o755)
+	} else if err = os.MkdirAll(filepath.Dir(target), 0o755); err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(target, os.O_RDONLY|os.O_CREATE, 0o644); err == nil {
+			err = f.Close()
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("bind %s on %s: %w", src, target, err)
+	}
+	if err := unix.Mount(src, target, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+		return "", fmt.Errorf("bind %s on %s: %w", src, target, err)
+	}
+	if rest := flags &^ (unix.MS_BIND | unix.MS_REC); rest != 0 {
+		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|rest, ""); err != nil {
+			return "", fmt.Errorf("bind %s on %s: remount with its options: %w", src, target, err)
+		}
+	}
+	return "bind", nil
 }

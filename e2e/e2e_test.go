@@ -109,9 +109,12 @@ write_files:
     permissions: "0644"
     content: |
       written by write_files
+  - path: /test
+    content: test
 mounts:
   - [LABEL=E2ESWAP, "", swap, ""]
   - [LABEL=E2EDATA, /mnt/e2e-data, "", "ro,noatime"]
+  - ["/test", "/home/rancher/test", "", "bind"]
 bootcmd:
   - "grep -q ' /mnt/e2e-data ' /proc/mounts && echo after the mounts > /run/e2e-bootcmd"
 %s    http_proxy: http://192.0.2.3:3128
@@ -254,6 +257,11 @@ bootcmd:
 		defer cancel()
 		if got, err := vm.SSH(ctx, key, "cat /mnt/e2e-data/hello", 3*time.Minute); err != nil || got != "from the data disk" {
 			t.Errorf("ssh cat /mnt/e2e-data/hello = %q, %v", got, err)
+		}
+		// RancherOS's test_23: a file write_files makes, bound into
+		// rancher's home, seen over SSH.
+		if got, err := vm.SSH(ctx, key, "cat /home/rancher/test; echo; grep -c ' /home/rancher/test ' /proc/mounts", 3*time.Minute); err != nil || got != "test\n1" {
+			t.Errorf("ssh cat /home/rancher/test = %q, %v; want test, and one mount there", got, err)
 		}
 	})
 	t.Run("kernel modules from the system image", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -67,6 +68,10 @@ type pid1Boot struct {
 	// then saying how.
 	cieDone chan struct{}
 	cieErr  error
+
+	// laterBinds are the indexes in cfg.Mounts of the binds whose
+	// source write_files may make (mounts, writeFiles).
+	laterBinds []int
 
 	// md is the kernel's module index, read once (moduleDeps).
 	md *bootstrap.ModuleDeps
@@ -546,36 +551,51 @@ func (b *pid1Boot) zram(ctx context.Context) error {
 // mounts applies the config's mounts before the services start, so that
 // the console and User Docker (which bind /mnt, /media, /home and /opt)
 // see them: a filesystem is mounted (its type found when none is given),
-// a swap area is swapped to. An entry that fails is logged with its index
-// and the others still apply; nothing here stops the boot.
+// a swap area is swapped to, a file or directory is bound (`bind`). A
+// bind whose source is not there yet waits for write_files (RancherOS's
+// test_23 binds a file that write_files makes), which come after the
+// mounts so that a file for a mounted filesystem lands on it. An entry
+// that fails is logged with its index and the others still apply;
+// nothing here stops the boot.
 func (b *pid1Boot) mounts(ctx context.Context) error {
+	b.laterBinds = nil
 	var errs []error
-	var try []string
 	for i, m := range b.cfg.Mounts {
-		dev := bootstrap.FindDevice(m.Device)
-		if dev == "" {
-			errs = append(errs, fmt.Errorf("mounts[%d]: no device %s", i, m.Device))
-			continue
-		}
-		if m.FSType == "swap" {
-			if err := b.swapon(dev); err != nil {
-				errs = append(errs, fmt.Errorf("mounts[%d]: %w", i, err))
+		if flags, _ := bootstrap.MountOptions(m.Options); flags&unix.MS_BIND != 0 {
+			if _, err := os.Stat(m.Device); errors.Is(err, fs.ErrNotExist) {
+				b.laterBinds = append(b.laterBinds, i)
+				b.log.Printf("mounts[%d]: %s is not there yet; bound after write_files", i, m.Device)
 				continue
 			}
-			b.log.Printf("mounts[%d]: swap on %s", i, dev)
-			continue
 		}
-		if (m.FSType == "" || m.FSType == "auto") && try == nil {
-			try, _ = bootstrap.Filesystems()
-		}
-		typ, err := bootstrap.MountDevice(dev, m.MountPoint, m.FSType, m.Options, try)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("mounts[%d]: %w", i, err))
-			continue
-		}
-		b.log.Printf("mounts[%d]: %s on %s (%s)", i, dev, m.MountPoint, typ)
+		errs = append(errs, b.mount(i, m))
 	}
 	return errors.Join(errs...)
+}
+
+// mount applies the config's mounts[i].
+func (b *pid1Boot) mount(i int, m cloudinit.Mount) error {
+	dev := bootstrap.FindDevice(m.Device)
+	if dev == "" {
+		return fmt.Errorf("mounts[%d]: no device %s", i, m.Device)
+	}
+	if m.FSType == "swap" {
+		if err := b.swapon(dev); err != nil {
+			return fmt.Errorf("mounts[%d]: %w", i, err)
+		}
+		b.log.Printf("mounts[%d]: swap on %s", i, dev)
+		return nil
+	}
+	var try []string
+	if m.FSType == "" || m.FSType == "auto" {
+		try, _ = bootstrap.Filesystems()
+	}
+	typ, err := bootstrap.MountDevice(dev, m.MountPoint, m.FSType, m.Options, try)
+	if err != nil {
+		return fmt.Errorf("mounts[%d]: %w", i, err)
+	}
+	b.log.Printf("mounts[%d]: %s on %s (%s)", i, dev, m.MountPoint, typ)
+	return nil
 }
 
 // swapon swaps to dev when it holds a swap area; Berth does not make one
@@ -599,7 +619,8 @@ func (b *pid1Boot) swapon(dev string) error {
 // again after the network, so that a write_files /etc/hosts or
 // /etc/resolv.conf wins over the one netconf wrote, as in RancherOS,
 // where write_files came after the network. A failed entry is logged
-// and the others are still written.
+// and the others are still written. Then the config's binds of a source
+// that was not there yet are made (mounts).
 //
 // An entry that writes a config source (a cloud-config.d/*.yml, the
 // local cloud-config.yml: cloudinit.IsConfigSource) changes this boot's
@@ -609,6 +630,9 @@ func (b *pid1Boot) swapon(dev string) error {
 // PID 1 had.
 func (b *pid1Boot) writeFiles(ctx context.Context) error {
 	err := cloudinit.WriteFiles(b.cfg, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
+	for _, i := range b.laterBinds {
+		err = errors.Join(err, b.mount(i, b.cfg.Mounts[i]))
+	}
 	var sources []string
 	for _, f := range b.cfg.WriteFiles {
 		if f.Container == "" && cloudinit.IsConfigSource(f.Path) {

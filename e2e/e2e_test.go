@@ -120,6 +120,7 @@ bootcmd:
 %s    http_proxy: http://192.0.2.3:3128
     https_proxy: http://192.0.2.3:3129
     no_proxy: localhost,192.0.2.0/24
+  modules: [ip_vs]
   sysctl:
     kernel.domainname: e2e.test
     vm.swappiness: 17
@@ -189,6 +190,15 @@ bootcmd:
 		out, code, err := vm.Console("cat /proc/sys/kernel/modprobe; ip link add link eth0 name e2emv0 type macvlan && grep -c '^macvlan ' /proc/modules; ip link del e2emv0", time.Minute)
 		if err != nil || code != 0 || out != "/sbin/modprobe\n1" {
 			t.Errorf("autoload: exit %d, %v: %q; want /sbin/modprobe and macvlan loaded", code, err, out)
+		}
+	})
+	t.Run("rancher.modules from user-data (RancherOS test_27)", func(t *testing.T) {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`rancher.modules: loaded [1-9]\d* kernel modules for ip_vs`), 0, time.Second); err != nil {
+			t.Error(err)
+		}
+		out, code, err := vm.Console("grep -c '^ip_vs ' /proc/modules", time.Minute)
+		if err != nil || code != 0 || out != "1" {
+			t.Errorf("ip_vs in /proc/modules: exit %d, %v: %q; want it loaded", code, err, out)
 		}
 	})
 	t.Run("cgroups primed before the first container", func(t *testing.T) {

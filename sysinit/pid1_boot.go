@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,6 +205,7 @@ func pid1Phases() []pid1Phase {
 		{name: "network (early)", run: (*pid1Boot).networkEarly},
 		{name: "datasources", run: (*pid1Boot).datasources},
 		{name: "config", run: (*pid1Boot).loadConfig},
+		{name: "modules (config)", run: (*pid1Boot).configModules},
 		{name: "mounts (config)", run: (*pid1Boot).mounts},
 		{name: "resize state (background)", run: (*pid1Boot).resizeState},
 		{name: "write_files", run: (*pid1Boot).writeFiles},
@@ -285,6 +287,32 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 		b.log.Printf("loaded %d netfilter modules for the engines in the background (%s)", n, time.Since(start).Round(time.Millisecond))
 	}()
 	return err
+}
+
+// configModules loads the config's rancher.modules (from user-data, the
+// state disk, any source; RancherOS's test_27 asks for btrfs in
+// user-data) once the config is read, before its mounts, which may need
+// one. The kernel command line's were loaded with the defaults already.
+func (b *pid1Boot) configModules(ctx context.Context) error {
+	var names []string
+	for _, m := range b.cfg.Rancher.Modules {
+		if !slices.Contains(b.early.Rancher.Modules, m) {
+			names = append(names, m)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	md, err := b.moduleDeps()
+	if err != nil {
+		return fmt.Errorf("rancher.modules: %w", err)
+	}
+	n, err := bootstrap.LoadModules(b.log, md, names)
+	b.log.Printf("rancher.modules: loaded %d kernel modules for %s", n, strings.Join(names, ", "))
+	if err != nil {
+		return fmt.Errorf("rancher.modules: %w", err)
+	}
+	return nil
 }
 
 // autoload turns the kernel's module autoloader on (/sbin/modprobe, which

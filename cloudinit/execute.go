@@ -248,7 +248,39 @@ func writeFile(root string, f WriteFile, o *execOptions) error {
 		}
 	}
 	o.log.Info("wrote file", "path", f.Path, "bytes", len(data), "mode", fmt.Sprintf("%04o", perm))
+	if perm&0o111 != 0 {
+		if interp := missingInterpreter(root, data); interp != "" {
+			o.log.Warn("write_files: the script's interpreter is not on this machine; running it fails with \"not found\" (busybox sh is: #!/bin/sh)", "path", f.Path, "interpreter", interp)
+		}
+	}
 	return nil
+}
+
+// missingInterpreter is the interpreter of an executable script data
+// (`#!/bin/bash`, or bash in `#!/usr/bin/env bash`) when root does not
+// have it, else "".
+func missingInterpreter(root string, data []byte) string {
+	line, ok := bytes.CutPrefix(data, []byte("#!"))
+	if !ok {
+		return ""
+	}
+	line, _, _ = bytes.Cut(line, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) == 0 {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(root, fields[0])); err != nil {
+		return fields[0]
+	}
+	if filepath.Base(fields[0]) != "env" || len(fields) < 2 || strings.HasPrefix(fields[1], "-") {
+		return ""
+	}
+	for _, dir := range []string{"/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin"} {
+		if _, err := os.Stat(filepath.Join(root, dir, fields[1])); err == nil {
+			return ""
+		}
+	}
+	return fields[1]
 }
 
 // filePerm is f's permissions as octal bits (setuid 04000 and the like

@@ -265,3 +265,42 @@ func TestTarFiles(t *testing.T) {
 		}
 	}
 }
+
+// An executable script whose interpreter the machine lacks (RancherOS's
+// hook scripts say #!/bin/bash; Berth's host has busybox sh) is written
+// and warned of with its path and interpreter; others are not.
+func TestWriteFilesMissingInterpreter(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"bin/sh", "usr/bin/env"} {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &Config{WriteFiles: []WriteFile{
+		{Path: "/opt/bash.sh", Content: "#!/bin/bash\nset -ex\n", Permissions: "0755"},
+		{Path: "/opt/env-bash.sh", Content: "#!/usr/bin/env bash\n", Permissions: "0755"},
+		{Path: "/opt/sh.sh", Content: "#!/bin/sh -e\necho\n", Permissions: "0755"},
+		{Path: "/opt/env-sh.sh", Content: "#!/usr/bin/env sh\n", Permissions: "0700"},
+		{Path: "/opt/not-executable", Content: "#!/bin/bash\n"},
+		{Path: "/opt/data", Content: "no script\n", Permissions: "0755"},
+	}}
+	var log bytes.Buffer
+	if err := WriteFiles(cfg, root, WithLogger(slog.New(slog.NewTextHandler(&log, nil)))); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 2 || !strings.Contains(warned[0], "path=/opt/bash.sh interpreter=/bin/bash") || !strings.Contains(warned[1], "path=/opt/env-bash.sh interpreter=bash") {
+		t.Errorf("warnings:\n%s\nwant one for /opt/bash.sh (/bin/bash) and one for /opt/env-bash.sh (bash)", strings.Join(warned, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(root, "opt/bash.sh")); err != nil {
+		t.Errorf("the script with a missing interpreter was not written: %v", err)
+	}
+}

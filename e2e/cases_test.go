@@ -402,29 +402,37 @@ func TestConfigDrive(t *testing.T) {
 const multiNIC = `#cloud-config
 hostname: multinic
 write_files:
-- path: /var/lib/e2e/net-hook.sh
+- container: network
+  path: /var/lib/iptables/rules.sh
   permissions: "0755"
+  owner: root:root
   content: |
     #!/bin/sh
+    set -e
     echo "$@" >> /var/log/e2e-net.log
+- path: /var/lib/e2e/bash.sh
+  permissions: "0755"
+  content: |
+    #!/bin/bash
+    echo "the host has no bash"
 - path: /etc/hosts
   content: |
     127.0.0.1 localhost
     198.51.100.7 e2e-written.example
 rancher:
   network:
-    pre_cmds: ["/var/lib/e2e/net-hook.sh pre_cmds"]
-    post_cmds: ["/var/lib/e2e/net-hook.sh post_cmds"]
+    pre_cmds: ["/var/lib/iptables/rules.sh pre_cmds"]
+    post_cmds: ["/var/lib/iptables/rules.sh post_cmds"]
     interfaces:
       eth*:
         dhcp: true
       lo:
-        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
-        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
+        pre_up: ["/var/lib/iptables/rules.sh pre_up $IFACE"]
+        post_up: ["/var/lib/iptables/rules.sh post_up $IFACE"]
       eth0:
         dhcp: true
-        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
-        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
+        pre_up: ["/var/lib/iptables/rules.sh pre_up $IFACE"]
+        post_up: ["/var/lib/iptables/rules.sh post_up $IFACE"]
       "mac=52:54:00:12:34:59":
         address: 198.51.100.41/24
         gateway: 198.51.100.1
@@ -436,8 +444,8 @@ rancher:
         gateway_ipv6: "2001:db8:1234::"
         mtu: 1500
         dhcp: false
-        pre_up: ["/var/lib/e2e/net-hook.sh pre_up $IFACE"]
-        post_up: ["/var/lib/e2e/net-hook.sh post_up $IFACE"]
+        pre_up: ["/var/lib/iptables/rules.sh pre_up $IFACE"]
+        post_up: ["/var/lib/iptables/rules.sh post_up $IFACE"]
 `
 
 // multiNICMAC is eth1's MAC address, the key of its config (RancherOS's
@@ -447,8 +455,10 @@ const multiNICMAC = "52:54:00:12:34:59"
 // TestMultiNIC boots three NICs, each on its own qemu user network whose
 // gateway answers pings, with RancherOS's multi_nic config, eth1 chosen
 // by its MAC address and the rest of eth* by DHCP (test_01); its network
-// hooks run a script of write_files, and its write_files /etc/hosts
-// replaces the one netconf writes.
+// hooks run a script write_files puts in the network container, as
+// RancherOS's pre_cmds case does (PID 1 runs the hooks, on the host, which
+// gets the file too), and its write_files /etc/hosts replaces the one
+// netconf writes.
 func TestMultiNIC(t *testing.T) {
 	img := image(t)
 	fwd := serve(t, multiNIC)
@@ -508,6 +518,11 @@ func TestMultiNIC(t *testing.T) {
 		want := "pre_cmds\npre_up eth0\npre_up eth2\npre_up lo\npost_up eth0\npost_up eth2\npost_up lo\npost_cmds"
 		if got := vm.MustConsole("cat /var/log/e2e-net.log"); got != want {
 			t.Errorf("/var/log/e2e-net.log:\n%s\nwant\n%s", got, want)
+		}
+	})
+	t.Run("a write_files script for bash, which the host lacks, is warned of", func(t *testing.T) {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`the script's interpreter is not on this machine.*path=/var/lib/e2e/bash.sh interpreter=/bin/bash`), 0, time.Second); err != nil {
+			t.Error(err)
 		}
 	})
 	t.Run("write_files /etc/hosts kept over netconf's", func(t *testing.T) {

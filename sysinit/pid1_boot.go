@@ -647,7 +647,8 @@ func (b *pid1Boot) swapon(dev string) error {
 // again after the network, so that a write_files /etc/hosts or
 // /etc/resolv.conf wins over the one netconf wrote, as in RancherOS,
 // where write_files came after the network. A failed entry is logged
-// and the others are still written. Then the config's binds of a source
+// and the others are still written. An entry for the network service's
+// container is written on the host as well, where the hooks run. Then the config's binds of a source
 // that was not there yet are made (mounts).
 //
 // An entry that writes a config source (a cloud-config.d/*.yml, the
@@ -657,7 +658,18 @@ func (b *pid1Boot) swapon(dev string) error {
 // one without the file. A config that no longer loads leaves the one
 // PID 1 had.
 func (b *pid1Boot) writeFiles(ctx context.Context) error {
-	err := cloudinit.WriteFiles(b.cfg, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
+	// RancherOS ran rancher.network's hooks in its network container,
+	// so its configs put the hook scripts there (container: network);
+	// here PID 1 runs them on the host, which gets those files too.
+	host := *b.cfg
+	host.WriteFiles = slices.Clone(b.cfg.WriteFiles)
+	for _, f := range b.cfg.WriteFiles {
+		if f.Container == NetworkService {
+			f.Container = ""
+			host.WriteFiles = append(host.WriteFiles, f)
+		}
+	}
+	err := cloudinit.WriteFiles(&host, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
 	for _, i := range b.laterBinds {
 		err = errors.Join(err, b.mount(i, b.cfg.Mounts[i]))
 	}

@@ -40,6 +40,10 @@ const (
 // UserDockerService is the system service that runs User Docker.
 const UserDockerService = "docker"
 
+// NetworkService is the service RancherOS applied rancher.network in; in
+// Berth PID 1 applies it, and the service reports what it applied.
+const NetworkService = "network"
+
 // ResolveImages replaces ${VERSION} in every spec's image with version
 // (the tag of the OS's images).
 func ResolveImages(specs []Spec, version string) []Spec {

@@ -180,12 +180,13 @@ func TestStateDisk(t *testing.T) {
 	// The host reaches User Docker's port 2376, as a remote client would.
 	// The user-data is RancherOS's test_14: write_files puts three
 	// cloud-config.d files on the state disk, and the boot that writes
-	// them already takes the last one's hostname.
+	// them already takes the last one's hostname; a fourth file, not
+	// YAML, is named in the log and changes nothing.
 	tlsPort := freePort(t)
 	cfg := VMConfig{Disk: disk,
 		Cmdline: "rancher.state.autoformat=[/dev/vda] rancher.docker.tls=true " +
 			"rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
-		Net: serve(t, cloudConfigD) + fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:2376", tlsPort)}
+		Net: serve(t, cloudConfigD+brokenConfigD) + fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:2376", tlsPort)}
 
 	vm := Boot(t, img, cfg)
 	ready := vm.WaitReady(bootTimeout)
@@ -194,7 +195,11 @@ func TestStateDisk(t *testing.T) {
 		t.Errorf("first boot: %v", err)
 	}
 	t.Run("cloud-config.d files from write_files, the same boot (RancherOS test_14)", func(t *testing.T) {
-		if _, _, err := vm.WaitLine(regexp.MustCompile(`write_files wrote .*cloud-config3\.yml: this boot's config includes them`), 0, time.Second); err != nil {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`write_files wrote .*cloud-config3\.yml.*zz-broken\.yml: this boot's config includes them`), 0, time.Second); err != nil {
+			t.Errorf("first boot: %v", err)
+		}
+		// The file that is not YAML is named, with its line, and left out.
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`config error: /var/lib/rancher/conf/cloud-config\.d/zz-broken\.yml:\d+:\d+`), 0, time.Second); err != nil {
 			t.Errorf("first boot: %v", err)
 		}
 		got := vm.MustConsole("hostname; stat -c %a /var/lib/rancher/conf/cloud-config.d/cloud-config*.yml; grep '^127.0.1.1' /etc/hosts")
@@ -319,6 +324,14 @@ write_files:
       hostname: hostname3
       rancher:
         log: true
+`
+
+// brokenConfigD is one more cloud-config.d file, after test_14's in name
+// order and not YAML: the boot names it and goes on without it.
+const brokenConfigD = `  - path: /var/lib/rancher/conf/cloud-config.d/zz-broken.yml
+    content: |
+      hostname: hostname-broken
+      rancher: [
 `
 
 // dockerTLS asks User Docker for its version over TLS at the guest's

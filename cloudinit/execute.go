@@ -45,22 +45,32 @@ func (o *execOptions) command(ctx context.Context, name string, args ...string) 
 	if o.chroot == "" || filepath.Clean(o.chroot) == "/" {
 		return cmd
 	}
-	const path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: o.chroot}
 	cmd.Dir = "/"
-	cmd.Env = append(os.Environ(), "PATH="+path, "HOME=/root")
+	cmd.Env = append(os.Environ(), "PATH="+rootPath, "HOME=/root")
 	// exec looked name up in this filesystem; look in the chroot's.
 	cmd.Path, cmd.Err = name, nil
 	if !strings.Contains(name, "/") {
 		cmd.Err = fmt.Errorf("%s: not found in the PATH of %s", name, o.chroot)
-		for _, dir := range filepath.SplitList(path) {
-			if _, err := os.Lstat(filepath.Join(o.chroot, dir, name)); err == nil {
-				cmd.Path, cmd.Err = filepath.Join(dir, name), nil
-				break
-			}
+		if p, ok := lookPathIn(o.chroot, name); ok {
+			cmd.Path, cmd.Err = p, nil
 		}
 	}
 	return cmd
+}
+
+// rootPath is the PATH commands get in another root.
+const rootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPathIn finds name in rootPath's directories under root, and
+// returns its path as seen from root.
+func lookPathIn(root, name string) (string, bool) {
+	for _, dir := range filepath.SplitList(rootPath) {
+		if _, err := os.Lstat(filepath.Join(root, dir, name)); err == nil {
+			return filepath.Join(dir, name), true
+		}
+	}
+	return "", false
 }
 
 // WithKernelHostname says whether Execute also sets the kernel's hostname
@@ -275,10 +285,8 @@ func missingInterpreter(root string, data []byte) string {
 	if filepath.Base(fields[0]) != "env" || len(fields) < 2 || strings.HasPrefix(fields[1], "-") {
 		return ""
 	}
-	for _, dir := range []string{"/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin"} {
-		if _, err := os.Stat(filepath.Join(root, dir, fields[1])); err == nil {
-			return ""
-		}
+	if _, ok := lookPathIn(root, fields[1]); ok {
+		return ""
 	}
 	return fields[1]
 }

@@ -588,6 +588,7 @@ func (b *pid1Boot) zram(ctx context.Context) error {
 func (b *pid1Boot) mounts(ctx context.Context) error {
 	b.laterBinds = nil
 	var errs []error
+	var try []string
 	for i, m := range b.cfg.Mounts {
 		if flags, _ := bootstrap.MountOptions(m.Options); flags&unix.MS_BIND != 0 {
 			if _, err := os.Stat(m.Device); errors.Is(err, fs.ErrNotExist) {
@@ -595,14 +596,17 @@ func (b *pid1Boot) mounts(ctx context.Context) error {
 				b.log.Printf("mounts[%d]: %s is not there yet; bound after write_files", i, m.Device)
 				continue
 			}
+		} else if (m.FSType == "" || m.FSType == "auto") && try == nil {
+			try, _ = bootstrap.Filesystems()
 		}
-		errs = append(errs, b.mount(i, m))
+		errs = append(errs, b.mount(i, m, try))
 	}
 	return errors.Join(errs...)
 }
 
-// mount applies the config's mounts[i].
-func (b *pid1Boot) mount(i int, m cloudinit.Mount) error {
+// mount applies the config's mounts[i]; try are the filesystem types to
+// try when it names none (a bind needs none).
+func (b *pid1Boot) mount(i int, m cloudinit.Mount, try []string) error {
 	dev := bootstrap.FindDevice(m.Device)
 	if dev == "" {
 		return fmt.Errorf("mounts[%d]: no device %s", i, m.Device)
@@ -613,10 +617,6 @@ func (b *pid1Boot) mount(i int, m cloudinit.Mount) error {
 		}
 		b.log.Printf("mounts[%d]: swap on %s", i, dev)
 		return nil
-	}
-	var try []string
-	if m.FSType == "" || m.FSType == "auto" {
-		try, _ = bootstrap.Filesystems()
 	}
 	typ, err := bootstrap.MountDevice(dev, m.MountPoint, m.FSType, m.Options, try)
 	if err != nil {
@@ -648,8 +648,9 @@ func (b *pid1Boot) swapon(dev string) error {
 // /etc/resolv.conf wins over the one netconf wrote, as in RancherOS,
 // where write_files came after the network. A failed entry is logged
 // and the others are still written. An entry for the network service's
-// container is written on the host as well, where the hooks run. Then the config's binds of a source
-// that was not there yet are made (mounts).
+// container is written on the host as well, where the hooks run. Then
+// the config's binds of a source that was not there yet are made
+// (mounts).
 //
 // An entry that writes a config source (a cloud-config.d/*.yml, the
 // local cloud-config.yml: cloudinit.IsConfigSource) changes this boot's
@@ -671,7 +672,7 @@ func (b *pid1Boot) writeFiles(ctx context.Context) error {
 	}
 	err := cloudinit.WriteFiles(&host, "/", cloudinit.WithLogger(b.slog.With("step", "write_files")))
 	for _, i := range b.laterBinds {
-		err = errors.Join(err, b.mount(i, b.cfg.Mounts[i]))
+		err = errors.Join(err, b.mount(i, b.cfg.Mounts[i], nil))
 	}
 	var sources []string
 	for _, f := range b.cfg.WriteFiles {

@@ -148,13 +148,13 @@ func Specs(cfg *cloudinit.Config) []Spec {
 			continue
 		}
 		sp := specOf(name, *svc, lookup)
-		if name == UserDockerService && len(sp.Service.Command) == 0 && len(sp.Service.Entrypoint) == 0 {
-			// The user engine's flags come from rancher.docker, so a
-			// change there changes the spec's hash and recreates it.
-			sp.Service.Command = append([]string{"dockerd"}, DockerdArgs(cfg.Rancher.Docker, UserDockerDefaults())...)
-			sp.Service.Environment = append(sp.Service.Environment, cfg.Rancher.Docker.Environment...)
-		}
 		if name == UserDockerService {
+			if len(sp.Service.Command) == 0 && len(sp.Service.Entrypoint) == 0 {
+				// The user engine's flags come from rancher.docker, so a
+				// change there changes the spec's hash and recreates it.
+				sp.Service.Command = append([]string{"dockerd"}, DockerdArgs(cfg.Rancher.Docker, UserDockerDefaults())...)
+				sp.Service.Environment = append(sp.Service.Environment, cfg.Rancher.Docker.Environment...)
+			}
 			sp.Service.Environment = addUnsetEnv(sp.Service.Environment, expandEnv(proxy, lookup))
 		}
 		sp.Files = cloudinit.ContainerFiles(cfg, name)

@@ -22,6 +22,7 @@ import (
 	"github.com/berthos/berth/datasources/openstack"
 	"github.com/berthos/berth/datasources/source"
 	"github.com/berthos/berth/datasources/url"
+	"github.com/berthos/berth/netconf"
 )
 
 // Defaults for the run.
@@ -50,6 +51,7 @@ type config struct {
 	netTimeout   time.Duration
 	localTimeout time.Duration
 	client       *http.Client
+	proxy        netconf.ProxyFunc
 	ec2Endpoint  string
 	gceEndpoint  string
 	osEndpoint   string
@@ -76,6 +78,12 @@ func WithSourceTimeout(d time.Duration) Option {
 
 // WithHTTPClient sets the client of every network source.
 func WithHTTPClient(h *http.Client) Option { return func(c *config) { c.client = h } }
+
+// WithProxy sends the fetches of a URL the config names (cmdline's
+// cloud-config-url, url:) through proxy (netconf.Config.Proxy). The
+// metadata services (ec2, gce, openstack) answer on link-local addresses
+// and are always reached direct.
+func WithProxy(proxy netconf.ProxyFunc) Option { return func(c *config) { c.proxy = proxy } }
 
 // WithEndpoint points one network source ("ec2", "gce", "openstack") at
 // base URL u instead of its environment variable or 169.254.169.254.
@@ -191,14 +199,14 @@ func (c *config) build(list []string) ([]source.Datasource, error) {
 			s = configdrive.New(o...)
 		case "cmdline":
 			o := []cmdline.Option{cmdline.WithRoot(c.root)}
-			if c.client != nil {
-				o = append(o, cmdline.WithHTTPClient(c.client))
+			if hc := c.urlClient(); hc != nil {
+				o = append(o, cmdline.WithHTTPClient(hc))
 			}
 			s = cmdline.New(o...)
 		case "url":
 			var o []url.Option
-			if c.client != nil {
-				o = append(o, url.WithHTTPClient(c.client))
+			if hc := c.urlClient(); hc != nil {
+				o = append(o, url.WithHTTPClient(hc))
 			}
 			s = url.New(arg, o...)
 		case "file":
@@ -209,6 +217,31 @@ func (c *config) build(list []string) ([]source.Datasource, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// urlClient is the client of the sources that fetch a URL the config
+// names: the one WithHTTPClient gave (nil for http.DefaultClient), its
+// transport's proxy replaced by WithProxy's.
+func (c *config) urlClient() *http.Client {
+	if c.proxy == nil {
+		return c.client
+	}
+	hc := &http.Client{}
+	rt := http.DefaultTransport
+	if c.client != nil {
+		*hc = *c.client
+		if c.client.Transport != nil {
+			rt = c.client.Transport
+		}
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return c.client // a transport of its own (tests) decides itself
+	}
+	t = t.Clone()
+	t.Proxy = c.proxy
+	hc.Transport = t
+	return hc
 }
 
 // kindOf is the type part of a source name ("configdrive:/dev/sr0" -> "configdrive").

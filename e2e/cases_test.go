@@ -589,15 +589,28 @@ runcmd:
 `
 
 // TestBootScripts boots RancherOS's test_26: every file the runcmd forms
-// and the boot scripts touch is there once the machine is up.
+// and the boot scripts touch is there once the machine is up. Its
+// cloud-config-url goes through the kernel command line's
+// rancher.network.http_proxy: the host answers as a proxy that knows
+// config.berth.test, a name (RFC 6761) that resolves nowhere.
 func TestBootScripts(t *testing.T) {
 	img := image(t)
+	fp := &fake.Proxy{Host: "config.berth.test", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, bootScripts)
+	})}
+	proxy := serveAt(t, "10.0.2.100", fp)
 	vm := Boot(t, img, VMConfig{
-		Net:     serve(t, bootScripts),
-		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		Net:     proxy,
+		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://config.berth.test/user-data rancher.network.http_proxy=http://10.0.2.100",
 	})
 	ready := vm.WaitReady(bootTimeout)
 	logTimeline(t, vm, ready)
+	if got := fp.Asked(); !slices.Contains(got, "http://config.berth.test/user-data") {
+		t.Errorf("the proxy was asked for %q, want http://config.berth.test/user-data", got)
+	}
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`datasources: URLs fetched through http_proxy=http://10\.0\.2\.100`), 0, time.Second); err != nil {
+		t.Errorf("console: %v", err)
+	}
 	out, code, err := vm.Console("cd /home/rancher; for i in $(seq 60); do [ -s test6 ] && break; sleep 1; done; ls -1 test1 test2 test3 test4 test5 test6 && cat test6", 2*time.Minute)
 	if err != nil || code != 0 || !regexp.MustCompile(`^test1\ntest2\ntest3\ntest4\ntest5\ntest6\n\d+\.\d+`).MatchString(out) {
 		t.Errorf("files of runcmd, the user-data script, start.sh and rc.local: exit %d, %v: %q; want test1-6, and User Docker's version from rc.local", code, err, out)

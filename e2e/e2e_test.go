@@ -71,7 +71,7 @@ func serveAt(t *testing.T, addr string, h http.Handler) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.Logf("host http: %s %s", r.Method, r.URL.Path)
+		t.Logf("host http: %s %s", r.Method, r.RequestURI)
 		h.ServeHTTP(w, r)
 	})}
 	go srv.Serve(l)

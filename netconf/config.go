@@ -83,7 +83,8 @@ type DNSConfig struct {
 // ProxyEnv is the proxy keys as environment variables, for the engines
 // and what they run: HTTP_PROXY, HTTPS_PROXY and NO_PROXY for each key
 // that is set, each also in lower case (dockerd and Go read either; curl
-// and wget read the lower-case names). netconf itself uses no proxy.
+// and wget read the lower-case names). Berth's own URL fetches use
+// Proxy; DHCP and the rest of netconf use none.
 func (c Config) ProxyEnv() []string {
 	var env []string
 	for _, kv := range [][2]string{{"HTTP_PROXY", c.HTTPProxy}, {"HTTPS_PROXY", c.HTTPSProxy}, {"NO_PROXY", c.NoProxy}} {

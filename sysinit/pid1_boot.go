@@ -845,11 +845,18 @@ func (b *pid1Boot) datasources(ctx context.Context) error {
 		b.log.Printf("no datasources configured (rancher.cloud_init.datasources)")
 		return nil
 	}
-	ci := b.early.Rancher.CloudInit
+	cfg := b.early
 	if b.cfg != nil {
-		ci = b.cfg.Rancher.CloudInit
+		cfg = b.cfg
 	}
-	d, err := datasources.Run(ctx, list, datasources.ConfigOptions(ci)...)
+	opts := datasources.ConfigOptions(cfg.Rancher.CloudInit)
+	proxy, err := cfg.Rancher.Network.Proxy()
+	if err != nil {
+		b.log.Printf("datasources: %v; fetching URLs direct", err)
+	} else if proxy != nil {
+		b.log.Printf("datasources: URLs fetched through %s", cfg.Rancher.Network.ProxySummary())
+	}
+	d, err := datasources.Run(ctx, list, append(opts, datasources.WithProxy(proxy))...)
 	if err != nil {
 		return fmt.Errorf("datasources: %w", err)
 	}

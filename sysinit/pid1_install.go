@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthos/berth/bootstrap"
 	"github.com/berthos/berth/cloudinit"
+	"github.com/berthos/berth/netconf"
 	"github.com/berthos/berth/platforms/install"
 )
 
@@ -48,6 +49,11 @@ func (b *pid1Boot) unattendedInstall(ctx context.Context) error {
 		wait:    pid1WaitPaths,
 		run:     install.Run,
 	}
+	if proxy, err := b.early.Rancher.Network.Proxy(); err != nil {
+		b.log.Printf("install: %v; fetching the cloud-config direct", err)
+	} else {
+		u.proxy = proxy
+	}
 	if !u.do(ctx, b.cmdline) {
 		return nil
 	}
@@ -72,6 +78,9 @@ type pid1Unattended struct {
 	// wait waits up to limit for any of paths to exist.
 	wait func(ctx context.Context, limit time.Duration, paths ...string) bool
 	run  func(ctx context.Context, req install.Request, out, progress io.Writer, confirm func(*install.Plan) error) error
+	// proxy fetches an http(s) cloud_config_url (the kernel command
+	// line's rancher.network proxies); nil is direct.
+	proxy netconf.ProxyFunc
 }
 
 // do runs the install cmdline asks for and prints its last line; it says
@@ -98,6 +107,7 @@ func (u pid1Unattended) install(ctx context.Context, cmdline string) error {
 		return err
 	}
 	req := un.Request("/")
+	req.Proxy = u.proxy
 	u.log.Printf("install: rancher.install.device=%s on the kernel command line: installing Berth (%s), then powering off", req.Device, req.Platform)
 	if req.NeedsNetwork() {
 		if err := u.network(ctx); err != nil {

@@ -99,6 +99,13 @@ used and why, and saves its user-data and metadata under /var/lib/rancher/conf
 					list = cfg.Rancher.CloudInit.Datasources
 				}
 				opts = append(opts, datasources.ConfigOptions(cfg.Rancher.CloudInit)...)
+				proxy, err := cfg.Rancher.Network.Proxy()
+				if err != nil {
+					return fmt.Errorf("datasource fetch: %w", err)
+				}
+				if proxy != nil {
+					opts = append(opts, datasources.WithProxy(proxy))
+				}
 			}
 			if len(list) == 0 {
 				return fmt.Errorf("datasource fetch: no datasources configured (rancher.cloud_init.datasources or --datasources)")

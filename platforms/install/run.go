@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,9 @@ type Request struct {
 	// CloudConfig is a file, or a URL (http, https, file) fetched with
 	// FetchCloudConfig; "" for none.
 	CloudConfig string
+	// Proxy, when not nil, is how an http(s) CloudConfig is fetched
+	// (rancher.network's proxies; netconf.Config.Proxy).
+	Proxy func(*http.Request) (*url.URL, error)
 	// Force installs over a mounted or non-empty device (no Check).
 	Force bool
 	// Kernel, Initrd and SystemImage are the files to install (the
@@ -67,7 +71,7 @@ func Prepare(ctx context.Context, req Request, dir string) (*Plan, error) {
 	case cc == "":
 	case req.NeedsNetwork() || scheme == "file":
 		cc = filepath.Join(dir, "cloud-config.yml")
-		if err := FetchCloudConfig(ctx, req.CloudConfig, cc); err != nil {
+		if err := FetchCloudConfig(ctx, req.CloudConfig, cc, req.Proxy); err != nil {
 			return nil, err
 		}
 	default:

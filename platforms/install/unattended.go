@@ -75,8 +75,10 @@ func splitCmdline(s string) []string {
 }
 
 // FetchCloudConfig gets the cloud-config of an unattended install (http,
-// https or file URL, or a path) into dst.
-func FetchCloudConfig(ctx context.Context, src, dst string) error {
+// https or file URL, or a path) into dst. An http(s) URL is fetched
+// through proxy when it is not nil (netconf.Config.Proxy), else as
+// http.DefaultClient does (HTTP_PROXY and the like from the environment).
+func FetchCloudConfig(ctx context.Context, src, dst string, proxy func(*http.Request) (*url.URL, error)) error {
 	u, err := url.Parse(src)
 	if err != nil {
 		return fmt.Errorf("fetch cloud-config %s: %w", src, err)
@@ -90,7 +92,13 @@ func FetchCloudConfig(ctx context.Context, src, dst string) error {
 		if err != nil {
 			return fmt.Errorf("fetch cloud-config %s: %w", src, err)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		hc := http.DefaultClient
+		if proxy != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.Proxy = proxy
+			hc = &http.Client{Transport: t}
+		}
+		resp, err := hc.Do(req)
 		if err != nil {
 			return fmt.Errorf("fetch cloud-config %s: %w", src, err)
 		}

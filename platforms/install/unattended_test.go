@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,20 +51,30 @@ func TestFetchCloudConfig(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	dst := filepath.Join(dir, "cc.yml")
-	if err := FetchCloudConfig(context.Background(), srv.URL+"/cc.yml", dst); err != nil {
+	if err := FetchCloudConfig(context.Background(), srv.URL+"/cc.yml", dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(dst); string(got) != "#cloud-config\nhostname: fetched\n" {
 		t.Errorf("fetched %q", got)
 	}
-	if err := FetchCloudConfig(context.Background(), srv.URL+"/missing", dst); err == nil {
+	if err := FetchCloudConfig(context.Background(), srv.URL+"/missing", dst, nil); err == nil {
 		t.Error("404: no error")
 	}
-	if err := FetchCloudConfig(context.Background(), "file://"+dst, filepath.Join(dir, "copy")); err != nil {
+	if err := FetchCloudConfig(context.Background(), "file://"+dst, filepath.Join(dir, "copy"), nil); err != nil {
 		t.Errorf("file URL: %v", err)
 	}
-	if err := FetchCloudConfig(context.Background(), "ftp://192.0.2.1/x", dst); err == nil {
+	if err := FetchCloudConfig(context.Background(), "ftp://192.0.2.1/x", dst, nil); err == nil {
 		t.Error("ftp: no error")
+	}
+	// Through a proxy: srv answers any absolute URL, and the name
+	// (RFC 6761's .test) resolves nowhere else.
+	proxy := func(*http.Request) (*url.URL, error) { return url.Parse(srv.URL) }
+	viaProxy := filepath.Join(dir, "via-proxy")
+	if err := FetchCloudConfig(context.Background(), "http://config.berth.test/cc.yml", viaProxy, proxy); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	if got, _ := os.ReadFile(viaProxy); string(got) != "#cloud-config\nhostname: fetched\n" {
+		t.Errorf("fetched through the proxy %q", got)
 	}
 }
 

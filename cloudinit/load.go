@@ -1,7 +1,9 @@
 package cloudinit
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,6 +51,14 @@ func DefaultsTree() (*yaml.Node, *Report) {
 // layer parses one source, checks it and merges what is good into acc. A
 // source that is not YAML at all is skipped whole, with a report error.
 func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
+	return layerAt(acc, source, data, rep, nil)
+}
+
+// layerAt is layer for a source whose document sits at a key path of the
+// config (a services file, under rancher.services): wrap nests it there
+// before it is checked, so reports name the full key path and the
+// source's own lines.
+func layerAt(acc *yaml.Node, source string, data []byte, rep *Report, wrap []string) *yaml.Node {
 	tree, dups, err := parseTree(source, data)
 	rep.Entries = append(rep.Entries, dups...)
 	if err != nil {
@@ -59,6 +69,10 @@ func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
 		}
 		rep.Entries = append(rep.Entries, e)
 		return acc
+	}
+	for i := len(wrap) - 1; i >= 0; i-- {
+		key := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: wrap[i]}
+		tree = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{key, tree}}
 	}
 	_, r := check(source, tree)
 	rep.Merge(r)
@@ -75,7 +89,59 @@ func layer(acc *yaml.Node, source string, data []byte, rep *Report) *yaml.Node {
 // read.
 func LoadTree(root string) (*yaml.Node, *Report, error) {
 	acc, rep := DefaultsTree()
-	return loadOver(root, acc, rep)
+	user, rep, err := loadOver(root, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, rep)
+	acc = includeServices(root, acc, Decode(user).Rancher.ServicesInclude, rep)
+	return mergeTree(acc, user), rep, err
+}
+
+// ServicesIncludeDir holds the services files that
+// `rancher.services_include` URLs name, as the boot last fetched them
+// (ServicesFilePath); the config loader reads them from there, so a
+// machine that cannot reach a URL keeps its services.
+const ServicesIncludeDir = "/var/lib/rancher/conf/services_include"
+
+// IsServicesURL reports whether a services_include key is a URL (http or
+// https) of a services file rather than a service's name.
+func IsServicesURL(key string) bool {
+	return strings.HasPrefix(key, "http://") || strings.HasPrefix(key, "https://")
+}
+
+// ServicesFilePath is where the services file of URL u is kept.
+func ServicesFilePath(u string) string {
+	sum := sha256.Sum256([]byte(u))
+	return path.Join(ServicesIncludeDir, hex.EncodeToString(sum[:8])+".yml")
+}
+
+// ServicesURLs are the services_include URLs set true, sorted.
+func ServicesURLs(include map[string]bool) []string {
+	var out []string
+	for k, on := range include {
+		if on && IsServicesURL(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// includeServices layers the kept services file of each URL include sets
+// true over acc (the built-in defaults), in URL order: a services file is
+// what RancherOS read from such a URL, a map of service name to service
+// (the shape of rancher.services). Every user source goes over them, so
+// rancher.services can still change an included service. A URL not
+// fetched yet adds nothing.
+func includeServices(root string, acc *yaml.Node, include map[string]bool, rep *Report) *yaml.Node {
+	for _, u := range ServicesURLs(include) {
+		data, err := os.ReadFile(filepath.Join(root, ServicesFilePath(u)))
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				rep.add(true, u, nil, "rancher.services_include", "services file: %v", err)
+			}
+			continue
+		}
+		acc = layerAt(acc, u, data, rep, []string{"rancher", "services"})
+	}
+	return acc
 }
 
 // IsConfigSource reports whether a file at path (absolute, on the
@@ -91,7 +157,8 @@ func IsConfigSource(p string) bool {
 	return path.Dir(p) == CloudConfigDir && strings.HasSuffix(p, ".yml")
 }
 
-// loadOver merges the sources under root over acc (the built-in defaults).
+// loadOver merges the sources under root (all but the built-in defaults
+// and the services files) over acc.
 func loadOver(root string, acc *yaml.Node, rep *Report) (*yaml.Node, *Report, error) {
 	var errs []error
 	read := func(p string) ([]byte, bool) {

@@ -586,17 +586,39 @@ runcmd:
 - [ /opt/e2e/test ]
 - [ touch, /home/rancher/test2 ]
 - echo "" > /home/rancher/test5
+rancher:
+  services_include:
+    "http://config.berth.test/e2e-services.yml": true
+`
+
+// e2eServices is the services file TestBootScripts includes by URL
+// (RancherOS's test_19: services_include keyed by a URL).
+const e2eServices = `e2e-included:
+  image: berth/base:${VERSION}
+  command: [sh, -c, "echo included from a URL"]
+  net: none
+  labels:
+    io.rancher.os.detach: "false"
 `
 
 // TestBootScripts boots RancherOS's test_26: every file the runcmd forms
 // and the boot scripts touch is there once the machine is up. Its
 // cloud-config-url goes through the kernel command line's
 // rancher.network.http_proxy: the host answers as a proxy that knows
-// config.berth.test, a name (RFC 6761) that resolves nowhere.
+// config.berth.test, a name (RFC 6761) that resolves nowhere. The
+// user-data also includes a service by URL (test_19), fetched through the
+// same proxy, which runs.
 func TestBootScripts(t *testing.T) {
 	img := image(t)
 	fp := &fake.Proxy{Host: "config.berth.test", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, bootScripts)
+		switch r.URL.Path {
+		case "/user-data":
+			fmt.Fprint(w, bootScripts)
+		case "/e2e-services.yml":
+			fmt.Fprint(w, e2eServices)
+		default:
+			http.NotFound(w, r)
+		}
 	})}
 	proxy := serveAt(t, "10.0.2.100", fp)
 	vm := Boot(t, img, VMConfig{
@@ -611,6 +633,18 @@ func TestBootScripts(t *testing.T) {
 	if _, _, err := vm.WaitLine(regexp.MustCompile(`datasources: URLs fetched through http_proxy=http://10\.0\.2\.100`), 0, time.Second); err != nil {
 		t.Errorf("console: %v", err)
 	}
+	t.Run("services_include URL", func(t *testing.T) {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include http://config\.berth\.test/e2e-services\.yml: fetched, 1 services`), 0, time.Second); err != nil {
+			t.Errorf("console: %v", err)
+		}
+		if got := fp.Asked(); !slices.Contains(got, "http://config.berth.test/e2e-services.yml") {
+			t.Errorf("the proxy was asked for %q, want the services file too", got)
+		}
+		out, code, err := vm.Console("for i in $(seq 60); do system-docker logs e2e-included 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-included; ros service list | grep -c '^e2e-included '", 2*time.Minute)
+		if err != nil || code != 0 || out != "included from a URL\n1" {
+			t.Errorf("the included service: exit %d, %v: %q; want its output and one ros service list line", code, err, out)
+		}
+	})
 	out, code, err := vm.Console("cd /home/rancher; for i in $(seq 60); do [ -s test6 ] && break; sleep 1; done; ls -1 test1 test2 test3 test4 test5 test6 && cat test6", 2*time.Minute)
 	if err != nil || code != 0 || !regexp.MustCompile(`^test1\ntest2\ntest3\ntest4\ntest5\ntest6\n\d+\.\d+`).MatchString(out) {
 		t.Errorf("files of runcmd, the user-data script, start.sh and rc.local: exit %d, %v: %q; want test1-6, and User Docker's version from rc.local", code, err, out)

@@ -44,6 +44,18 @@ func (c Config) Proxy() (ProxyFunc, error) {
 	}, nil
 }
 
+// ProxyClient is an HTTP client whose requests go through proxy: a copy
+// of http.DefaultTransport's settings with its Proxy, or
+// http.DefaultClient when proxy is nil.
+func ProxyClient(proxy ProxyFunc) *http.Client {
+	if proxy == nil {
+		return http.DefaultClient
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = proxy
+	return &http.Client{Transport: t}
+}
+
 // checkProxyURL accepts what httpproxy uses: a URL with a host, its
 // scheme http, https or socks5, or host:port alone.
 func checkProxyURL(s string) error {

@@ -210,6 +210,7 @@ func pid1Phases() []pid1Phase {
 		{name: "resize state (background)", run: (*pid1Boot).resizeState},
 		{name: "write_files", run: (*pid1Boot).writeFiles},
 		{name: "network", run: (*pid1Boot).network},
+		{name: "services_include (URLs)", run: (*pid1Boot).servicesInclude},
 		{name: "bootcmd", run: (*pid1Boot).bootcmd},
 		{name: "cloud-init-execute (background)", run: (*pid1Boot).cloudInitExecute},
 		{name: "engines", fatal: true, run: (*pid1Boot).engines},
@@ -958,6 +959,9 @@ func (b *pid1Boot) reload(ctx context.Context) {
 	if err != nil {
 		b.log.Printf("reload: load config: %v; keeping the services as they are", err)
 		return
+	}
+	if next, ok := b.fetchServicesFiles(ctx, cfg); ok {
+		cfg = next
 	}
 	b.userDockerTLS(cfg)
 	res, err := e.Reload(ctx, cfg)

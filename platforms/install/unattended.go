@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/berthos/berth/netconf"
 )
 
 // Unattended is an install asked for on the kernel command line, for image
@@ -92,13 +94,7 @@ func FetchCloudConfig(ctx context.Context, src, dst string, proxy func(*http.Req
 		if err != nil {
 			return fmt.Errorf("fetch cloud-config %s: %w", src, err)
 		}
-		hc := http.DefaultClient
-		if proxy != nil {
-			t := http.DefaultTransport.(*http.Transport).Clone()
-			t.Proxy = proxy
-			hc = &http.Client{Transport: t}
-		}
-		resp, err := hc.Do(req)
+		resp, err := netconf.ProxyClient(proxy).Do(req)
 		if err != nil {
 			return fmt.Errorf("fetch cloud-config %s: %w", src, err)
 		}

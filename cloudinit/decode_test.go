@@ -164,6 +164,15 @@ func TestParseFatal(t *testing.T) {
 		{"- a\n- b\n", `user-data:1:1: the top level must be a mapping, got a list`},
 		{"just text", `user-data:1:1: the top level must be a mapping, got "just text"`},
 		{"a: &x [*x]", "user-data"},
+		// yaml.v3 gives these one line early: the line is where the list
+		// or map that is not closed (or is misindented) begins.
+		{"#cloud-config\nhostname: [unclosed\nwrite_files: {\n", "user-data:2: did not find expected ',' or ']' (a [ list that begins here is not closed)"},
+		{"#cloud-config\n\n\nkey: [a, b\n", "user-data:4: did not find expected ',' or ']'"},
+		{"#cloud-config\nx: 1\nw: {a: 1\n", "user-data:3: did not find expected ',' or '}' (a { map that begins here is not closed)"},
+		{"a: {b: 1\n", "user-data:1: did not find expected ',' or '}'"},
+		{"#cloud-config\nrancher:\n  a: 1\n b: 2\n", "user-data:2: did not find expected key (the map that begins here has a key indented wrongly below)"},
+		{"#cloud-config\nx:\n  - a\n  - b\n  c: 1\n", "user-data:3: did not find expected '-' indicator"},
+		{"#cloud-config\na: !foo!bar x\n", "user-data:2: found undefined tag handle"},
 	}
 	for _, tt := range tests {
 		_, _, err := Parse("user-data", []byte(tt.in))

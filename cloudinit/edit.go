@@ -105,7 +105,7 @@ func ReadDocument(source string, data []byte) (*yaml.Node, error) {
 	doc := &yaml.Node{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, syntaxError(source, err)
+		return nil, syntaxError(source, data, err)
 	}
 	if _, err := docMapping(doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)

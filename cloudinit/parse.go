@@ -43,8 +43,9 @@ func (e *SyntaxError) Error() string {
 
 func (e *SyntaxError) Unwrap() error { return ErrSyntax }
 
-// syntaxError converts a yaml.v3 error ("yaml: line 3: did not find ...").
-func syntaxError(source string, err error) *SyntaxError {
+// syntaxError converts a yaml.v3 error ("yaml: line 3: did not find
+// ...") of parsing data.
+func syntaxError(source string, data []byte, err error) *SyntaxError {
 	e := &SyntaxError{Source: source, Message: strings.TrimPrefix(err.Error(), "yaml: ")}
 	if rest, ok := strings.CutPrefix(e.Message, "line "); ok {
 		if num, msg, ok := strings.Cut(rest, ": "); ok {
@@ -53,7 +54,35 @@ func syntaxError(source string, err error) *SyntaxError {
 			}
 		}
 	}
+	for _, p := range unclosedHints {
+		if !strings.HasPrefix(e.Message, p.msg) {
+			continue
+		}
+		// yaml.v3 gives these parser errors the 0-based line of where the
+		// list or map began (and, when that is the first line, the 0-based
+		// line it gave up on): one less than the line to look at.
+		if e.Line > 0 && e.Line < nonEmptyLines(data) {
+			e.Line++
+		}
+		e.Message += " (" + p.hint + ")"
+		break
+	}
 	return e
+}
+
+// unclosedHints are the parser errors whose line syntaxError corrects,
+// and what each most often means.
+var unclosedHints = []struct{ msg, hint string }{
+	{"did not find expected ',' or ']'", "a [ list that begins here is not closed"},
+	{"did not find expected ',' or '}'", "a { map that begins here is not closed"},
+	{"did not find expected key", "the map that begins here has a key indented wrongly below"},
+	{"did not find expected '-' indicator", "the list that begins here has an entry indented wrongly below"},
+	{"found undefined tag handle", "a !tag here is not one YAML knows"},
+}
+
+// nonEmptyLines is the number of the last line of data with anything on it.
+func nonEmptyLines(data []byte) int {
+	return len(bytes.Split(bytes.TrimRight(data, " \t\r\n"), []byte("\n")))
 }
 
 // Parse decodes one cloud-config source. The error is only for input that
@@ -95,7 +124,7 @@ func parseTree(source string, data []byte) (*yaml.Node, []Entry, error) {
 		if errors.Is(err, io.EOF) {
 			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil, nil
 		}
-		return nil, nil, syntaxError(source, err)
+		return nil, nil, syntaxError(source, data, err)
 	}
 	var n *yaml.Node = &doc
 	if n.Kind == yaml.DocumentNode {

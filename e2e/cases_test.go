@@ -338,21 +338,27 @@ const brokenConfigD = `  - path: /var/lib/rancher/conf/cloud-config.d/zz-broken.
 // address, with the client certificate in /home/rancher/e2e-tls.
 const dockerTLS = "d=/home/rancher/e2e-tls; docker --tlsverify --tlscacert=$d/ca.pem --tlscert=$d/cert.pem --tlskey=$d/key.pem -H tcp://10.0.2.15:2376 version --format '{{.Server.Version}}' 2>&1"
 
-// TestMalformedUserData boots with user-data that is not valid YAML: the
-// machine still comes up to a console, and the error is in the log.
+// TestMalformedUserData boots with user-data that is not valid YAML, from
+// a url: datasource named on the kernel command line (RancherOS's
+// test_10 form): the machine still comes up to a console, and the error
+// is in the log.
 func TestMalformedUserData(t *testing.T) {
 	img := image(t)
 	fwd := serve(t, "#cloud-config\nhostname: [unclosed\nwrite_files: {\n")
 	vm := Boot(t, img, VMConfig{
 		Net:     fwd,
-		Cmdline: "rancher.cloud_init.datasources=[cmdline] cloud-config-url=http://10.0.2.100/user-data",
+		Cmdline: "rancher.cloud_init.datasources=[url:http://10.0.2.100/user-data]",
 	})
 	vm.WaitReady(bootTimeout)
-	if _, _, err := vm.WaitLine(regexp.MustCompile(`(?i)user-data.*(did not find|error|invalid)`), 0, time.Second); err != nil {
+	// The error names the line: 2, where the [ that is never closed is.
+	if _, _, err := vm.WaitLine(regexp.MustCompile(`decode user-data: user-data:2: did not find expected ',' or '\]'`), 0, time.Second); err != nil {
 		t.Errorf("the user-data error is not on the console: %v", err)
 	}
 	if got := vm.MustConsole("echo console works"); got != "console works" {
 		t.Errorf("console: %q", got)
+	}
+	if got, code, err := vm.Console("ros datasource explain", time.Minute); err != nil || code != 0 || !strings.Contains(got, "url:http://10.0.2.100/user-data") {
+		t.Errorf("ros datasource explain: exit %d, %v: %q; want it to name url:http://10.0.2.100/user-data", code, err, got)
 	}
 }
 

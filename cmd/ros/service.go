@@ -187,7 +187,15 @@ func newServiceEnableCmd(g *globalFlags, enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, ok := cfg.Rancher.Services[name]; !ok {
+			switch _, ok := cfg.Rancher.Services[name]; {
+			case cloudinit.IsServicesURL(name) && enable:
+				// Fetched now, so that `ros service up` and the next boot
+				// have its services even before PID 1 fetches it again.
+				if err := fetchServicesURL(cmd, g, cfg, name); err != nil {
+					return err
+				}
+			case cloudinit.IsServicesURL(name):
+			case !ok:
 				return &exitError{code: 2, err: fmt.Errorf("no service named %q (see ros service list)", name)}
 			}
 			err = editLocal(g, func(doc *yaml.Node) error {
@@ -200,10 +208,31 @@ func newServiceEnableCmd(g *globalFlags, enable bool) *cobra.Command {
 			if !enable {
 				verb = "disabled"
 			}
+			if cloudinit.IsServicesURL(name) {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s; its services change at the next boot or with `ros service up`\n", name, verb)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s; it takes effect at the next boot or with `ros service up %s`\n", name, verb, name)
 			return nil
 		},
 	}
+}
+
+// fetchServicesURL fetches the services file at u into the kept copies
+// (rancher.network's proxies apply) and says what it defines.
+func fetchServicesURL(cmd *cobra.Command, g *globalFlags, cfg *cloudinit.Config, u string) error {
+	proxy, err := cfg.Rancher.Network.Proxy()
+	if err != nil {
+		return fmt.Errorf("service enable: %w", err)
+	}
+	one := &cloudinit.Config{}
+	one.Rancher.ServicesInclude = map[string]bool{u: true}
+	r := sysinit.FetchServicesFiles(cmd.Context(), one, g.root, proxy, 30*time.Second)[0]
+	if r.Err != nil {
+		return &exitError{code: 1, err: r.Err}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "fetched %s: %d services\n", u, r.Services)
+	return nil
 }
 
 // setServiceInclude sets rancher.services_include.NAME in a config

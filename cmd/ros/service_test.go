@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +69,44 @@ func TestServiceEnableDisableList(t *testing.T) {
 	}
 	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "nosuch"); code != 2 || !strings.Contains(errs, `no service named "nosuch"`) {
 		t.Errorf("enable nosuch: exit %d, %q; want exit 2 naming it", code, errs)
+	}
+}
+
+// TestServiceEnableURL: enabling a services file's URL fetches it, and
+// its services are listed; one that cannot be fetched is refused and
+// changes nothing.
+func TestServiceEnableURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/monitoring.yml" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("node-exporter:\n  image: prom/node-exporter\n  net: host\n"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	u := srv.URL + "/monitoring.yml"
+	out, errs, code := runCLI(t, "--root", dir, "service", "enable", u)
+	if code != 0 || !strings.Contains(out, "fetched "+u+": 1 services") {
+		t.Fatalf("enable %s: exit %d: %q %q", u, code, out, errs)
+	}
+	out, _, _ = runCLI(t, "--root", dir, "service", "list")
+	if got := serviceLine(out, "node-exporter"); !strings.HasPrefix(got, "node-exporter system-docker true") {
+		t.Errorf("service list: %q, want node-exporter enabled\n%s", got, out)
+	}
+	missing := srv.URL + "/missing.yml"
+	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", missing); code != 1 || !strings.Contains(errs, missing) {
+		t.Errorf("enable %s: exit %d, %q; want exit 1 naming it", missing, code, errs)
+	}
+	if local, _ := os.ReadFile(filepath.Join(dir, "var/lib/rancher/conf/cloud-config.yml")); strings.Contains(string(local), "missing.yml") {
+		t.Errorf("a URL that could not be fetched is in the local config:\n%s", local)
+	}
+	if _, errs, code := runCLI(t, "--root", dir, "service", "disable", u); code != 0 {
+		t.Fatalf("disable %s: exit %d: %s", u, code, errs)
+	}
+	out, _, _ = runCLI(t, "--root", dir, "service", "list")
+	if got := serviceLine(out, "node-exporter"); got != "" {
+		t.Errorf("after disable, service list still has %q", got)
 	}
 }
 

@@ -595,6 +595,7 @@ runcmd:
 rancher:
   services_include:
     "http://config.berth.test/e2e-services.yml": true
+    kernel-headers: true
 `
 
 // e2eServices is the services file TestBootScripts includes by URL
@@ -613,7 +614,8 @@ const e2eServices = `e2e-included:
 // rancher.network.http_proxy: the host answers as a proxy that knows
 // config.berth.test, a name (RFC 6761) that resolves nowhere. The
 // user-data also includes a service by URL (test_19), fetched through the
-// same proxy, which runs.
+// same proxy, which runs, and test_22's kernel-headers, which Berth warns
+// it has no service for.
 func TestBootScripts(t *testing.T) {
 	img := image(t)
 	fp := &fake.Proxy{Host: "config.berth.test", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -622,6 +624,8 @@ func TestBootScripts(t *testing.T) {
 			fmt.Fprint(w, bootScripts)
 		case "/e2e-services.yml":
 			fmt.Fprint(w, e2eServices)
+		case "/e2e-enabled.yml":
+			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-enabled"), "included from", "enabled from"))
 		default:
 			http.NotFound(w, r)
 		}
@@ -643,12 +647,23 @@ func TestBootScripts(t *testing.T) {
 		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include http://config\.berth\.test/e2e-services\.yml: fetched, 1 services`), 0, time.Second); err != nil {
 			t.Errorf("console: %v", err)
 		}
+		// test_22's name, which RancherOS fetched from its repository.
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include: no service of that name is defined.*name=kernel-headers`), 0, time.Second); err != nil {
+			t.Errorf("console: %v", err)
+		}
 		if got := fp.Asked(); !slices.Contains(got, "http://config.berth.test/e2e-services.yml") {
 			t.Errorf("the proxy was asked for %q, want the services file too", got)
 		}
 		out, code, err := vm.Console("for i in $(seq 60); do system-docker logs e2e-included 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-included; ros service list | grep -c '^e2e-included '", 2*time.Minute)
 		if err != nil || code != 0 || out != "included from a URL\n1" {
 			t.Errorf("the included service: exit %d, %v: %q; want its output and one ros service list line", code, err, out)
+		}
+		// ros service enable URL, from the console: fetched through the
+		// kernel command line's proxy, then brought up.
+		out, code, err = vm.Console("ros service enable http://config.berth.test/e2e-enabled.yml && ros service up e2e-enabled >/dev/null 2>&1 && "+
+			"for i in $(seq 60); do system-docker logs e2e-enabled 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-enabled", 2*time.Minute)
+		if want := "fetched http://config.berth.test/e2e-enabled.yml: 1 services\nhttp://config.berth.test/e2e-enabled.yml enabled; its services change at the next boot or with `ros service up`\nenabled from a URL"; err != nil || code != 0 || out != want {
+			t.Errorf("ros service enable URL: exit %d, %v: %q, want %q", code, err, out, want)
 		}
 	})
 	out, code, err := vm.Console("cd /home/rancher; for i in $(seq 60); do [ -s test6 ] && break; sleep 1; done; ls -1 test1 test2 test3 test4 test5 test6 && cat test6", 2*time.Minute)

@@ -293,6 +293,9 @@ func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) erro
 	for _, f := range UnplacedFiles(cfg) {
 		o.log.Warn("write_files: no enabled service of that name; the file is written nowhere", "path", f.Path, "container", f.Container)
 	}
+	for _, n := range UnknownIncludes(cfg) {
+		o.log.Warn("services_include: no service of that name is defined; nothing is included (a services file's URL would be)", "name", n)
+	}
 	e.Started, e.StartErr = svc.Reconcile(ctx, e.systemSpecs())
 	o.log.Info("system services started", "started", e.Started.Started, "failed", len(e.Started.Failed), "after", time.Since(t0).Round(time.Millisecond))
 
@@ -355,13 +358,17 @@ func (e *Engines) reconcileSystem(ctx context.Context) {
 // (after `ros config set`, `ros service enable`, ...): new services are
 // created and supervised, changed ones recreated, removed ones removed.
 // Services labelled io.rancher.os.reloadconfig are restarted even when
-// unchanged (one-shots among them run again).
+// unchanged (one-shots among them run again); other unchanged one-shots
+// that already finished with 0 are not.
 func (e *Engines) Reload(ctx context.Context, cfg *cloudinit.Config) (ReconcileResult, error) {
 	e.mu.Lock()
 	e.cfg = cfg
 	e.mu.Unlock()
 	specs := e.systemSpecs()
-	res, err := e.Services.Reconcile(ctx, specs)
+	// An unchanged one-shot that finished with 0 this boot (one `ros
+	// service up` just ran, too) is done, unless it asks to run on each
+	// reload (io.rancher.os.reloadconfig).
+	res, err := e.Services.reconcile(ctx, specs, true, func(sp Spec) bool { return sp.ReloadConfig })
 	var errs []error
 	for _, sp := range specs {
 		if !sp.ReloadConfig || sp.OneShot || sp.CreateOnly || !contains(res.Unchanged, sp.Name) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthos/berth/cloudinit"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -361,6 +362,49 @@ func TestReloadAddsAndRestarts(t *testing.T) {
 			t.Errorf("service long: %d restarts counted after a reload, want 0", st.Restarts)
 		}
 	}
+	// The one-shot setup ran at the start; two reloads left it alone.
+	if got := serviceOutput(t, eng.System.Client, "setup"); got != "setup done" {
+		t.Errorf("one-shot setup's output after two reloads: %q, want one run", got)
+	}
+	// A one-shot that another process (ros service up) brought up and
+	// that finished: the reload that follows does not run it again.
+	upped := svc("echo upped")
+	upped.Labels[cloudinit.LabelDetach] = "false"
+	next.Rancher.Services["upped"] = &upped
+	var upSpecs []Spec
+	for _, sp := range ResolveImages(Specs(next), testVersion) {
+		if sp.Name == "upped" {
+			upSpecs = append(upSpecs, sp)
+		}
+	}
+	if _, err := NewServices("system-docker", eng.System.Client).Up(ctx, upSpecs); err != nil {
+		t.Fatalf("Up upped: %v", err)
+	}
+	res, err = eng.Reload(ctx, next)
+	if err != nil {
+		t.Fatalf("third Reload: %v", err)
+	}
+	if !contains(res.Unchanged, "upped") || contains(res.Started, "upped") {
+		t.Errorf("third Reload: unchanged %v, started %v; want upped unchanged and not started", res.Unchanged, res.Started)
+	}
+	if got := serviceOutput(t, eng.System.Client, "upped"); got != "upped" {
+		t.Errorf("one-shot upped's output after the reload: %q, want the one run of Up", got)
+	}
+}
+
+// serviceOutput is a service container's stdout, trimmed.
+func serviceOutput(t *testing.T, cli *client.Client, name string) string {
+	t.Helper()
+	r, err := cli.ContainerLogs(context.Background(), name, client.ContainerLogsOptions{ShowStdout: true})
+	if err != nil {
+		t.Fatalf("logs %s: %v", name, err)
+	}
+	defer r.Close()
+	var out, errb bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &errb, r); err != nil {
+		t.Fatalf("logs %s: %v", name, err)
+	}
+	return strings.TrimSpace(out.String())
 }
 
 // TestStartServicesRestartsSystemDockerForNewFlags is PID 1's early start:

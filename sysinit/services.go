@@ -146,14 +146,14 @@ type ReconcileResult struct {
 // dependents start. Failures are logged and returned joined; the other
 // services still start.
 func (s *Services) Reconcile(ctx context.Context, specs []Spec) (ReconcileResult, error) {
-	return s.reconcile(ctx, specs, true, true)
+	return s.reconcile(ctx, specs, true, rerunAll)
 }
 
 // Resume is Reconcile after System Docker restarted: the same, except that
 // a one-shot that already finished with 0 since this process started is
 // not run again (cloud-init-execute's runcmd runs once per boot).
 func (s *Services) Resume(ctx context.Context, specs []Spec) (ReconcileResult, error) {
-	return s.reconcile(ctx, specs, true, false)
+	return s.reconcile(ctx, specs, true, nil)
 }
 
 // Up creates, recreates or starts the named services (every service of
@@ -161,7 +161,7 @@ func (s *Services) Resume(ctx context.Context, specs []Spec) (ReconcileResult, e
 // alone. Dependencies outside names are taken as running.
 func (s *Services) Up(ctx context.Context, specs []Spec, names ...string) (ReconcileResult, error) {
 	if len(names) == 0 {
-		return s.reconcile(ctx, specs, false, true)
+		return s.reconcile(ctx, specs, false, rerunAll)
 	}
 	want := map[string]bool{}
 	for _, n := range names {
@@ -186,11 +186,17 @@ func (s *Services) Up(ctx context.Context, specs []Spec, names ...string) (Recon
 	for n := range want {
 		missing = append(missing, fmt.Errorf("service %s: not defined or not enabled", n))
 	}
-	res, err := s.reconcile(ctx, subset, false, true)
+	res, err := s.reconcile(ctx, subset, false, rerunAll)
 	return res, errors.Join(append(missing, err)...)
 }
 
-func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bool) (ReconcileResult, error) {
+// rerunAll runs every unchanged one-shot again (a reconcile's rerun).
+func rerunAll(Spec) bool { return true }
+
+// reconcile is Reconcile, Resume and Up: remove says whether containers
+// of services not in specs go; rerun, whether an unchanged one-shot that
+// already finished with 0 runs again (nil: none does).
+func (s *Services) reconcile(ctx context.Context, specs []Spec, remove bool, rerun func(Spec) bool) (ReconcileResult, error) {
 	res := ReconcileResult{Failed: map[string]error{}}
 	list, err := s.cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
@@ -303,7 +309,7 @@ func (s *Services) reconcile(ctx context.Context, specs []Spec, remove, rerun bo
 			default:
 				record(&res.Unchanged, sp.Name)
 			}
-			if sp.OneShot && !rerun && how == "unchanged" && s.succeeded(sp.Name) {
+			if sp.OneShot && (rerun == nil || !rerun(sp)) && how == "unchanged" && (s.succeeded(sp.Name) || s.ranElsewhere(ctx, sp.Name, id)) {
 				return
 			}
 			started, err := s.start(ctx, sp, id)
@@ -477,6 +483,36 @@ func (s *Services) succeeded(name string) bool {
 	defer s.mu.Unlock()
 	st := s.states[name]
 	return st != nil && st.status.LastExit != nil && *st.status.LastExit == 0
+}
+
+// ranElsewhere reports whether the one-shot name, which this process
+// never saw exit, has finished with 0 in container id: `ros service up`,
+// another process, ran it. Only a reconcile after the first one asks
+// (the boot's first runs every one-shot, whatever an earlier boot left),
+// so that run was this boot's. The exit is recorded.
+func (s *Services) ranElsewhere(ctx context.Context, name, id string) bool {
+	s.mu.Lock()
+	st := s.states[name]
+	seen := st != nil && st.status.LastExit != nil
+	s.mu.Unlock()
+	if seen {
+		return false
+	}
+	in, err := s.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || in.Container.State == nil {
+		return false
+	}
+	cs := in.Container.State
+	if cs.Running || cs.Restarting || cs.ExitCode != 0 || cs.FinishedAt == "" || strings.HasPrefix(cs.FinishedAt, "0001-") {
+		return false
+	}
+	code := 0
+	s.mu.Lock()
+	if st := s.states[name]; st != nil {
+		st.status.LastExit = &code
+	}
+	s.mu.Unlock()
+	return true
 }
 
 func (s *Services) track(sp Spec, id string) {

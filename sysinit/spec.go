@@ -114,6 +114,20 @@ func UnplacedFiles(cfg *cloudinit.Config) []cloudinit.WriteFile {
 	return out
 }
 
+// UnknownIncludes are the names rancher.services_include sets true that
+// no source defines a service for (RancherOS fetched such names from
+// rancher.repositories; Berth does not), sorted. URLs are not names.
+func UnknownIncludes(cfg *cloudinit.Config) []string {
+	var out []string
+	for name, on := range cfg.Rancher.ServicesInclude {
+		if on && !cloudinit.IsServicesURL(name) && cfg.Rancher.Services[name] == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Specs renders the enabled services of cfg. A service is enabled unless
 // it is in rancher.disable, services_include sets it false, or it is
 // optional (label io.berth.optional) and services_include does not set it

@@ -251,6 +251,7 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 				return &exitError{code: 1, err: errors.New("config validate: not a valid cloud-config")}
 			}
 			rep.Entries = append(rep.Entries, unplacedFiles(source, tree)...)
+			rep.Entries = append(rep.Entries, unknownIncludes(source, tree)...)
 			rep.Entries = append(rep.Entries, inlineTLS(source, tree, time.Now())...)
 			fmt.Fprint(cmd.OutOrStdout(), rep)
 			if rep.HasErrors() {
@@ -263,6 +264,38 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&input, "input", "i", "", "cloud-config file to check (- for stdin)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
+}
+
+// unknownIncludes warns of the rancher.services_include names of tree
+// (a checked document) that name no service of tree or the built-in
+// defaults: RancherOS fetched those from rancher.repositories (its
+// kernel-headers), Berth includes nothing for them.
+func unknownIncludes(source string, tree *yaml.Node) []cloudinit.Entry {
+	inc, ok := cloudinit.Get(tree, "rancher.services_include")
+	if !ok || inc.Kind != yaml.MappingNode {
+		return nil
+	}
+	merged, _ := cloudinit.DefaultsTree()
+	if err := cloudinit.MergeInto(merged, tree); err != nil {
+		return nil
+	}
+	unknown := map[string]bool{}
+	for _, n := range sysinit.UnknownIncludes(cloudinit.Decode(merged)) {
+		unknown[n] = true
+	}
+	var out []cloudinit.Entry
+	for i := 0; i+1 < len(inc.Content); i += 2 {
+		k := inc.Content[i]
+		if !unknown[k.Value] {
+			continue
+		}
+		out = append(out, cloudinit.Entry{
+			Source: source, Line: k.Line, Column: k.Column,
+			Path:    "rancher.services_include." + k.Value,
+			Message: fmt.Sprintf("no service is named %q here or in the built-in ones: nothing is included (Berth does not fetch named services from rancher.repositories; give a services file's URL)", k.Value),
+		})
+	}
+	return out
 }
 
 // unplacedFiles warns of the write_files entries of tree (a checked

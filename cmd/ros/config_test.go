@@ -226,6 +226,9 @@ func TestConfigValidate(t *testing.T) {
 			"write_files:\n- path: /etc/a\n  container: ntp\n- path: /etc/b\n  container: ntpd\n- path: /etc/c\n  container: syslog\nrancher:\n  disable: [syslog]\n",
 			"stdin:5:14: write_files[1].container: warning: no enabled service is named \"ntpd\": the file would be written nowhere\n" +
 				"stdin:7:14: write_files[2].container: warning: no enabled service is named \"syslog\": the file would be written nowhere\n", 0},
+		{"services_include of a name no source defines",
+			"rancher:\n  services_include:\n    kernel-headers: true\n    acpid: true\n    mine: true\n    off: false\n    \"http://192.0.2.1/s.yml\": true\n  services:\n    mine: {image: berth/base:x}\n",
+			"stdin:3:5: rancher.services_include.kernel-headers: warning: no service is named \"kernel-headers\" here or in the built-in ones: nothing is included (Berth does not fetch named services from rancher.repositories; give a services file's URL)\n", 0},
 		{"script", "#!/bin/sh\necho hi\n", "stdin: script user-data (18 bytes) is run as it is; not checked\n", 0},
 		{"mime with a bad cloud-config part", "Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/cloud-config\n\nrancher:\n  debug: maybe\n--B--\n",
 			"stdin (cloud-config):2:10: rancher.debug: want true or false, got \"maybe\"\n", 1},

@@ -52,7 +52,8 @@ func (tn *testNet) watchAddrs() *addrEvents {
 	return ev
 }
 
-// watchRoutes records route additions and removals in the near namespace.
+// watchRoutes records route additions and removals in the near
+// namespace, but for the link-local and multicast ones.
 func (tn *testNet) watchRoutes() *addrEvents {
 	tn.t.Helper()
 	ch := make(chan netlink.RouteUpdate, 64)
@@ -65,6 +66,12 @@ func (tn *testNet) watchRoutes() *addrEvents {
 	go func() {
 		defer close(ev.done)
 		for u := range ch {
+			// The kernel adds fe80:: and ff00:: routes by itself when
+			// IPv6 comes up on a link (after DAD, maybe seconds later):
+			// not Berth's doing, as link-local addresses are not.
+			if u.Dst != nil && (u.Dst.IP.IsLinkLocalUnicast() || u.Dst.IP.IsMulticast()) {
+				continue
+			}
 			ev.mu.Lock()
 			ev.events = append(ev.events, fmt.Sprintf("%d %v via %v", u.Type, u.Dst, u.Gw))
 			ev.mu.Unlock()

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -95,9 +97,10 @@ func LoadTree(root string) (*yaml.Node, *Report, error) {
 }
 
 // ServicesIncludeDir holds the services files that
-// `rancher.services_include` URLs name, as the boot last fetched them
-// (ServicesFilePath); the config loader reads them from there, so a
-// machine that cannot reach a URL keeps its services.
+// `rancher.services_include` keys name, as the boot last fetched them
+// (ServicesFilePath): a URL's file, or a name's file found in
+// rancher.repositories. The config loader reads them from there, so a
+// machine that cannot reach a URL or a repository keeps its services.
 const ServicesIncludeDir = "/var/lib/rancher/conf/services_include"
 
 // IsServicesURL reports whether a services_include key is a URL (http or
@@ -106,9 +109,12 @@ func IsServicesURL(key string) bool {
 	return strings.HasPrefix(key, "http://") || strings.HasPrefix(key, "https://")
 }
 
-// ServicesFilePath is where the services file of URL u is kept.
-func ServicesFilePath(u string) string {
-	sum := sha256.Sum256([]byte(u))
+// ServicesFilePath is where the services file of a services_include key
+// (a URL, or a name fetched from a repository) is kept. A name's file is
+// keyed by the name, not by the repository it came from, so reordering
+// rancher.repositories keeps it.
+func ServicesFilePath(key string) string {
+	sum := sha256.Sum256([]byte(key))
 	return path.Join(ServicesIncludeDir, hex.EncodeToString(sum[:8])+".yml")
 }
 
@@ -124,22 +130,50 @@ func ServicesURLs(include map[string]bool) []string {
 	return out
 }
 
-// includeServices layers the kept services file of each URL include sets
-// true over acc (the built-in defaults), in URL order: a services file is
-// what RancherOS read from such a URL, a map of service name to service
-// (the shape of rancher.services). Every user source goes over them, so
-// rancher.services can still change an included service. A URL not
-// fetched yet adds nothing.
+// RepositoryURLs are the URLs where the repositories (a services index
+// laid out as RancherOS's os-services: URL/k/kernel-headers.yml) would
+// hold the services file of the service called name, in the order of the
+// repositories' names. A name that cannot be a file's name (empty, or
+// with a slash) has none.
+func RepositoryURLs(repos map[string]Repository, name string) []string {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\") || IsServicesURL(name) {
+		return nil
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(repos)) {
+		u := strings.TrimRight(repos[k].URL, "/")
+		if u == "" {
+			continue
+		}
+		out = append(out, u+"/"+name[:1]+"/"+name+".yml")
+	}
+	return out
+}
+
+// includeServices layers the kept services file of each key include sets
+// true over acc (the built-in defaults), in key order: a services file is
+// what RancherOS read from a URL key, or from a repository for a name, a
+// map of service name to service (the shape of rancher.services). Every
+// user source goes over them, so rancher.services can still change an
+// included service. A key not fetched yet (and a built-in service's
+// name, which is never fetched) adds nothing.
 func includeServices(root string, acc *yaml.Node, include map[string]bool, rep *Report) *yaml.Node {
-	for _, u := range ServicesURLs(include) {
-		data, err := os.ReadFile(filepath.Join(root, ServicesFilePath(u)))
+	for _, k := range slices.Sorted(maps.Keys(include)) {
+		if !include[k] || k == "" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, ServicesFilePath(k)))
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				rep.add(true, u, nil, "rancher.services_include", "services file: %v", err)
+				rep.add(true, k, nil, "rancher.services_include."+k, "services file: %v", err)
 			}
 			continue
 		}
-		acc = layerAt(acc, u, data, rep, []string{"rancher", "services"})
+		source := k
+		if !IsServicesURL(k) {
+			source = k[:1] + "/" + k + ".yml" // its path in a repository
+		}
+		acc = layerAt(acc, source, data, rep, []string{"rancher", "services"})
 	}
 	return acc
 }

@@ -40,6 +40,7 @@ func TestLoadServicesFiles(t *testing.T) {
     "`+broken+`": true
     "`+later+`": true
     acpid: true
+    k8s: true
   services:
     included-b:
       environment: [FROM=user]
@@ -57,6 +58,8 @@ bad:
   image: [not, a, string]
 `)
 	write(ServicesFilePath(off), "off-svc: {image: berth/base:x}\n")
+	// A name's file, fetched from a repository.
+	write(ServicesFilePath("k8s"), "k8s:\n  image: berth/base:x\n  privileged: maybe\n")
 	write(ServicesFilePath(broken), "broken-svc: {image: [\n")
 
 	cfg, rep, err := Load(root)
@@ -84,19 +87,24 @@ bad:
 	if cfg.Rancher.Services["console"] == nil {
 		t.Error("the built-in services are gone")
 	}
-	var sawBad, sawBroken bool
+	if cfg.Rancher.Services["k8s"] == nil {
+		t.Error("the services file of the name k8s, fetched from a repository, adds nothing")
+	}
+	var sawBad, sawBroken, sawName bool
 	for _, e := range rep.Entries {
 		switch {
 		case e.Source == on && e.Path == "rancher.services.bad.image" && e.Line == 11 && e.Error:
 			sawBad = true
 		case e.Source == broken && e.Error && strings.HasPrefix(e.Message, "file skipped"):
 			sawBroken = true
+		case e.Source == "k/k8s.yml" && e.Path == "rancher.services.k8s.privileged" && e.Line == 3:
+			sawName = true
 		case e.Source == later:
 			t.Errorf("a URL not fetched yet is reported: %v", e)
 		}
 	}
-	if !sawBad || !sawBroken {
-		t.Errorf("report (want %s:11 rancher.services.bad.image, and %s skipped):\n%s", on, broken, rep)
+	if !sawBad || !sawBroken || !sawName {
+		t.Errorf("report (want %s:11 rancher.services.bad.image, %s skipped, and k/k8s.yml:3 rancher.services.k8s.privileged):\n%s", on, broken, rep)
 	}
 }
 
@@ -107,5 +115,18 @@ func TestServicesURLs(t *testing.T) {
 	}
 	if p := ServicesFilePath("http://a.example/s.yml"); filepath.Dir(p) != ServicesIncludeDir || p == ServicesFilePath("https://b.example/s.yml") {
 		t.Errorf("ServicesFilePath: %s", p)
+	}
+}
+
+func TestRepositoryURLs(t *testing.T) {
+	repos := map[string]Repository{"core": {URL: "https://services.example/v1/"}, "a-mine": {URL: "http://192.0.2.1/repo"}, "empty": {}}
+	got := RepositoryURLs(repos, "kernel-headers")
+	if diff := cmp.Diff([]string{"http://192.0.2.1/repo/k/kernel-headers.yml", "https://services.example/v1/k/kernel-headers.yml"}, got); diff != "" {
+		t.Errorf("RepositoryURLs (-want +got):\n%s", diff)
+	}
+	for _, name := range []string{"", "..", "a/b", "http://192.0.2.1/s.yml"} {
+		if got := RepositoryURLs(repos, name); got != nil {
+			t.Errorf("RepositoryURLs(%q) = %q; want none", name, got)
+		}
 	}
 }

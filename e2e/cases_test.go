@@ -595,7 +595,11 @@ runcmd:
 rancher:
   services_include:
     "http://config.berth.test/e2e-services.yml": true
+    e2e-repo: true
     kernel-headers: true
+  repositories:
+    e2e:
+      url: http://config.berth.test/repo
 `
 
 // e2eServices is the services file TestBootScripts includes by URL
@@ -614,8 +618,10 @@ const e2eServices = `e2e-included:
 // rancher.network.http_proxy: the host answers as a proxy that knows
 // config.berth.test, a name (RFC 6761) that resolves nowhere. The
 // user-data also includes a service by URL (test_19), fetched through the
-// same proxy, which runs, and test_22's kernel-headers, which Berth warns
-// it has no service for.
+// same proxy, which runs, one by name from a repository (RancherOS's
+// rancher.repositories), which runs too, and test_22's kernel-headers,
+// which that repository does not have, so Berth warns it has no service
+// for it.
 func TestBootScripts(t *testing.T) {
 	img := image(t)
 	fp := &fake.Proxy{Host: "config.berth.test", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -626,6 +632,10 @@ func TestBootScripts(t *testing.T) {
 			fmt.Fprint(w, e2eServices)
 		case "/e2e-enabled.yml":
 			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-enabled"), "included from", "enabled from"))
+		case "/repo/e/e2e-repo.yml":
+			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-repo"), "from a URL", "from a repository"))
+		case "/repo/e/e2e-named.yml":
+			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-named"), "included from a URL", "enabled from a repository"))
 		default:
 			http.NotFound(w, r)
 		}
@@ -647,16 +657,25 @@ func TestBootScripts(t *testing.T) {
 		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include http://config\.berth\.test/e2e-services\.yml: fetched, 1 services`), 0, time.Second); err != nil {
 			t.Errorf("console: %v", err)
 		}
-		// test_22's name, which RancherOS fetched from its repository.
-		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include: no service of that name is defined.*name=kernel-headers`), 0, time.Second); err != nil {
+		if _, _, err := vm.WaitLine(regexp.MustCompile(`services_include e2e-repo: fetched from http://config\.berth\.test/repo/e/e2e-repo\.yml, 1 services`), 0, time.Second); err != nil {
 			t.Errorf("console: %v", err)
+		}
+		// test_22's name, which RancherOS fetched from its repository;
+		// this one does not have it.
+		for _, re := range []string{
+			`services_include kernel-headers: no repository of rancher\.repositories has it \(GET http://config\.berth\.test/repo/k/kernel-headers\.yml: HTTP 404`,
+			`services_include: no service of that name is defined here or in rancher\.repositories.*name=kernel-headers`,
+		} {
+			if _, _, err := vm.WaitLine(regexp.MustCompile(re), 0, time.Second); err != nil {
+				t.Errorf("console: %v", err)
+			}
 		}
 		if got := fp.Asked(); !slices.Contains(got, "http://config.berth.test/e2e-services.yml") {
 			t.Errorf("the proxy was asked for %q, want the services file too", got)
 		}
-		out, code, err := vm.Console("for i in $(seq 60); do system-docker logs e2e-included 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-included; ros service list | grep -c '^e2e-included '", 2*time.Minute)
-		if err != nil || code != 0 || out != "included from a URL\n1" {
-			t.Errorf("the included service: exit %d, %v: %q; want its output and one ros service list line", code, err, out)
+		out, code, err := vm.Console("for s in e2e-included e2e-repo; do for i in $(seq 60); do system-docker logs $s 2>&1 | grep -q . && break; sleep 1; done; system-docker logs $s; done; ros service list | grep -cE '^(e2e-included|e2e-repo) '", 2*time.Minute)
+		if want := "included from a URL\nincluded from a repository\n2"; err != nil || code != 0 || out != want {
+			t.Errorf("the included services: exit %d, %v: %q; want %q (their output, one ros service list line each)", code, err, out, want)
 		}
 		// ros service enable URL, from the console: fetched through the
 		// kernel command line's proxy, then brought up.
@@ -664,6 +683,12 @@ func TestBootScripts(t *testing.T) {
 			"for i in $(seq 60); do system-docker logs e2e-enabled 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-enabled", 2*time.Minute)
 		if want := "fetched http://config.berth.test/e2e-enabled.yml: 1 services\nhttp://config.berth.test/e2e-enabled.yml enabled; its services change at the next boot or with `ros service up`\nenabled from a URL"; err != nil || code != 0 || out != want {
 			t.Errorf("ros service enable URL: exit %d, %v: %q, want %q", code, err, out, want)
+		}
+		// ros service enable NAME, looked up in rancher.repositories.
+		out, code, err = vm.Console("ros service enable e2e-named && ros service up e2e-named >/dev/null 2>&1 && "+
+			"for i in $(seq 60); do system-docker logs e2e-named 2>&1 | grep -q . && break; sleep 1; done; system-docker logs e2e-named", 2*time.Minute)
+		if want := "fetched e2e-named from http://config.berth.test/repo/e/e2e-named.yml: 1 services\ne2e-named enabled; it takes effect at the next boot or with `ros service up e2e-named`\nenabled from a repository"; err != nil || code != 0 || out != want {
+			t.Errorf("ros service enable NAME: exit %d, %v: %q, want %q", code, err, out, want)
 		}
 	})
 	out, code, err := vm.Console("cd /home/rancher; for i in $(seq 60); do [ -s test6 ] && break; sleep 1; done; ls -1 test1 test2 test3 test4 test5 test6 && cat test6", 2*time.Minute)

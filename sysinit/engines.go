@@ -294,7 +294,7 @@ func (e *Engines) StartServices(ctx context.Context, cfg *cloudinit.Config) erro
 		o.log.Warn("write_files: no enabled service of that name; the file is written nowhere", "path", f.Path, "container", f.Container)
 	}
 	for _, n := range UnknownIncludes(cfg) {
-		o.log.Warn("services_include: no service of that name is defined; nothing is included (a services file's URL would be)", "name", n)
+		o.log.Warn("services_include: no service of that name is defined here or in rancher.repositories; nothing is included", "name", n, "repositories", len(cfg.Rancher.Repositories))
 	}
 	e.Started, e.StartErr = svc.Reconcile(ctx, e.systemSpecs())
 	o.log.Info("system services started", "started", e.Started.Started, "failed", len(e.Started.Failed), "after", time.Since(t0).Round(time.Millisecond))

@@ -210,7 +210,7 @@ func pid1Phases() []pid1Phase {
 		{name: "resize state (background)", run: (*pid1Boot).resizeState},
 		{name: "write_files", run: (*pid1Boot).writeFiles},
 		{name: "network", run: (*pid1Boot).network},
-		{name: "services_include (URLs)", run: (*pid1Boot).servicesInclude},
+		{name: "services_include", run: (*pid1Boot).servicesInclude},
 		{name: "bootcmd", run: (*pid1Boot).bootcmd},
 		{name: "cloud-init-execute (background)", run: (*pid1Boot).cloudInitExecute},
 		{name: "engines", fatal: true, run: (*pid1Boot).engines},

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +20,13 @@ import (
 	"github.com/berthos/berth/netconf"
 )
 
-// ServicesFetch is what fetching one services_include URL did.
+// ServicesFetch is what fetching one services_include key did.
 type ServicesFetch struct {
+	// Key is the services_include key: a URL, or a service's name looked
+	// up in rancher.repositories.
+	Key string
+	// URL is where the file came from: Key itself for a URL, the
+	// repository's URL that had it for a name (empty when none had).
 	URL string
 	// Services is how many services the kept file defines (the fetched
 	// one, or after an error the one an earlier fetch kept).
@@ -33,46 +40,103 @@ type ServicesFetch struct {
 }
 
 // FetchServicesFiles fetches the services file of each services_include
-// URL cfg sets true (RancherOS's test_19: a URL of a map of service name
-// to service) into root's cloudinit.ServicesIncludeDir, all at once,
-// through proxy (nil: direct), each within limit. A file is kept only
+// key cfg sets true into root's cloudinit.ServicesIncludeDir, all at
+// once, through proxy (nil: direct), each within limit. A URL key is
+// fetched from itself (RancherOS's test_19: a URL of a map of service
+// name to service). A name no source defines (RancherOS's
+// kernel-headers), or one fetched before, is looked up in
+// rancher.repositories in their names' order (cloudinit.RepositoryURLs),
+// and the first that has it wins, as RancherOS did. A file is kept only
 // when it is a map of services, so an error page or a broken file never
 // replaces the copy an earlier boot fetched; that copy stays in use.
 func FetchServicesFiles(ctx context.Context, cfg *cloudinit.Config, root string, proxy netconf.ProxyFunc, limit time.Duration) []ServicesFetch {
-	urls := cloudinit.ServicesURLs(cfg.Rancher.ServicesInclude)
-	out := make([]ServicesFetch, len(urls))
+	type fetch struct {
+		key  string
+		urls []string
+	}
+	var todo []fetch
+	for _, u := range cloudinit.ServicesURLs(cfg.Rancher.ServicesInclude) {
+		todo = append(todo, fetch{u, []string{u}})
+	}
+	for _, n := range repositoryIncludes(cfg, root) {
+		todo = append(todo, fetch{n, cloudinit.RepositoryURLs(cfg.Rancher.Repositories, n)})
+	}
+	out := make([]ServicesFetch, len(todo))
 	g := source.Getter{Client: netconf.ProxyClient(proxy), MaxBody: 1 << 20}
 	var wg sync.WaitGroup
-	for i, u := range urls {
+	for i, f := range todo {
 		wg.Go(func() {
-			out[i] = fetchServicesFile(ctx, g, root, u, limit)
+			out[i] = fetchServicesFile(ctx, g, root, f.key, f.urls, limit)
 		})
 	}
 	wg.Wait()
 	return out
 }
 
-func fetchServicesFile(ctx context.Context, g source.Getter, root, u string, limit time.Duration) ServicesFetch {
-	r := ServicesFetch{URL: u}
-	dst := filepath.Join(root, cloudinit.ServicesFilePath(u))
+// repositoryIncludes are the names cfg's services_include sets true that
+// rancher.repositories is asked for: those no source defines a service
+// for, and those whose file an earlier fetch kept (so a repository's
+// newer file replaces it), sorted. None without a repository.
+func repositoryIncludes(cfg *cloudinit.Config, root string) []string {
+	var out []string
+	for name, on := range cfg.Rancher.ServicesInclude {
+		if !on || len(cloudinit.RepositoryURLs(cfg.Rancher.Repositories, name)) == 0 {
+			continue
+		}
+		_, err := os.Stat(filepath.Join(root, cloudinit.ServicesFilePath(name)))
+		if cfg.Rancher.Services[name] == nil || err == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// fetchServicesFile fetches key's services file from the first of urls
+// that answers with one, within limit for them all, and keeps it.
+func fetchServicesFile(ctx context.Context, g source.Getter, root, key string, urls []string, limit time.Duration) ServicesFetch {
+	r := ServicesFetch{Key: key}
+	if cloudinit.IsServicesURL(key) {
+		r.URL = key
+	}
+	dst := filepath.Join(root, cloudinit.ServicesFilePath(key))
 	old, oerr := os.ReadFile(dst)
 	if oerr == nil {
 		r.Services, _ = countServices(old)
 	}
 	fail := func(err error) ServicesFetch {
-		r.Err = fmt.Errorf("services_include %s: %w", u, err)
+		r.Err = fmt.Errorf("services_include %s: %w", key, err)
 		r.Kept = oerr == nil
 		return r
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	data, err := g.Get(ctx, u)
-	if err != nil {
-		return fail(err)
+	var data []byte
+	var n int
+	var misses []string
+	found := false // a repository answered with something other than 404
+	for _, u := range urls {
+		d, err := g.Get(ctx, u) // its errors name u
+		if err == nil {
+			if n, err = countServices(d); err != nil {
+				err = fmt.Errorf("%s: %w", u, err)
+			}
+		}
+		if err == nil {
+			data, r.URL = d, u
+			break
+		}
+		if r.URL == key {
+			return fail(err)
+		}
+		misses = append(misses, err.Error())
+		found = found || !errors.Is(err, source.ErrNotFound)
 	}
-	n, err := countServices(data)
-	if err != nil {
-		return fail(err)
+	if data == nil {
+		if found {
+			return fail(fmt.Errorf("rancher.repositories could not be read (%s)", strings.Join(misses, "; ")))
+		}
+		return fail(fmt.Errorf("no repository of rancher.repositories has it (%s)", strings.Join(misses, "; ")))
 	}
 	if oerr == nil && bytes.Equal(old, data) {
 		return r
@@ -105,13 +169,22 @@ func countServices(data []byte) (int, error) {
 	return len(m), nil
 }
 
-// servicesFetchLimit bounds each services_include URL's fetch at boot: a
-// URL that does not answer costs the boot this much at most, and the
+// from says where a name's services file came from (nothing for a URL).
+func from(r ServicesFetch) string {
+	if r.URL == r.Key {
+		return ""
+	}
+	return " from " + r.URL
+}
+
+// servicesFetchLimit bounds each services_include key's fetch at boot: a
+// URL or repository that does not answer costs the boot this much at most, and the
 // copy of an earlier boot is used.
 const servicesFetchLimit = 10 * time.Second
 
 // servicesInclude is the boot phase that fetches the services files of
-// the config's services_include URLs, once the network is up.
+// the config's services_include URLs and repository names, once the
+// network is up.
 func (b *pid1Boot) servicesInclude(ctx context.Context) error {
 	if cfg, ok := b.fetchServicesFiles(ctx, b.cfg); ok {
 		b.cfg = cfg
@@ -119,11 +192,11 @@ func (b *pid1Boot) servicesInclude(ctx context.Context) error {
 	return nil
 }
 
-// fetchServicesFiles fetches cfg's services_include URLs (rancher.network's
+// fetchServicesFiles fetches cfg's services_include files (rancher.network's
 // proxies apply), logs what each did, and returns the config loaded again
 // when a kept file changed (ok false: cfg stands).
 func (b *pid1Boot) fetchServicesFiles(ctx context.Context, cfg *cloudinit.Config) (*cloudinit.Config, bool) {
-	if len(cloudinit.ServicesURLs(cfg.Rancher.ServicesInclude)) == 0 {
+	if len(cloudinit.ServicesURLs(cfg.Rancher.ServicesInclude)) == 0 && len(repositoryIncludes(cfg, "/")) == 0 {
 		return nil, false
 	}
 	proxy, err := cfg.Rancher.Network.Proxy()
@@ -139,9 +212,9 @@ func (b *pid1Boot) fetchServicesFiles(ctx context.Context, cfg *cloudinit.Config
 			b.log.Printf("%v; no copy fetched before, so its services are left out", r.Err)
 		case r.Changed:
 			changed = true
-			b.log.Printf("services_include %s: fetched, %d services", r.URL, r.Services)
+			b.log.Printf("services_include %s: fetched%s, %d services", r.Key, from(r), r.Services)
 		default:
-			b.log.Printf("services_include %s: unchanged, %d services", r.URL, r.Services)
+			b.log.Printf("services_include %s: unchanged%s, %d services", r.Key, from(r), r.Services)
 		}
 	}
 	if !changed {

@@ -115,8 +115,8 @@ func UnplacedFiles(cfg *cloudinit.Config) []cloudinit.WriteFile {
 }
 
 // UnknownIncludes are the names rancher.services_include sets true that
-// no source defines a service for (RancherOS fetched such names from
-// rancher.repositories; Berth does not), sorted. URLs are not names.
+// no source defines a service for, even after looking in
+// rancher.repositories (FetchServicesFiles), sorted. URLs are not names.
 func UnknownIncludes(cfg *cloudinit.Config) []string {
 	var out []string
 	for name, on := range cfg.Rancher.ServicesInclude {

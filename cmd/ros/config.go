@@ -268,8 +268,9 @@ func newConfigValidateCmd(g *globalFlags) *cobra.Command {
 
 // unknownIncludes warns of the rancher.services_include names of tree
 // (a checked document) that name no service of tree or the built-in
-// defaults: RancherOS fetched those from rancher.repositories (its
-// kernel-headers), Berth includes nothing for them.
+// defaults when tree sets no rancher.repositories to look them up in
+// (RancherOS's kernel-headers came from its own): nothing is included
+// for them.
 func unknownIncludes(source string, tree *yaml.Node) []cloudinit.Entry {
 	inc, ok := cloudinit.Get(tree, "rancher.services_include")
 	if !ok || inc.Kind != yaml.MappingNode {
@@ -279,8 +280,12 @@ func unknownIncludes(source string, tree *yaml.Node) []cloudinit.Entry {
 	if err := cloudinit.MergeInto(merged, tree); err != nil {
 		return nil
 	}
+	cfg := cloudinit.Decode(merged)
+	if len(cfg.Rancher.Repositories) > 0 {
+		return nil // the boot looks them up there
+	}
 	unknown := map[string]bool{}
-	for _, n := range sysinit.UnknownIncludes(cloudinit.Decode(merged)) {
+	for _, n := range sysinit.UnknownIncludes(cfg) {
 		unknown[n] = true
 	}
 	var out []cloudinit.Entry
@@ -292,7 +297,7 @@ func unknownIncludes(source string, tree *yaml.Node) []cloudinit.Entry {
 		out = append(out, cloudinit.Entry{
 			Source: source, Line: k.Line, Column: k.Column,
 			Path:    "rancher.services_include." + k.Value,
-			Message: fmt.Sprintf("no service is named %q here or in the built-in ones: nothing is included (Berth does not fetch named services from rancher.repositories; give a services file's URL)", k.Value),
+			Message: fmt.Sprintf("no service is named %q here or in the built-in ones, and no rancher.repositories is set to look it up in: nothing is included (set a repository, or give a services file's URL)", k.Value),
 		})
 	}
 	return out

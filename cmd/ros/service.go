@@ -187,16 +187,18 @@ func newServiceEnableCmd(g *globalFlags, enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch _, ok := cfg.Rancher.Services[name]; {
-			case cloudinit.IsServicesURL(name) && enable:
+			_, defined := cfg.Rancher.Services[name]
+			inRepos := len(cloudinit.RepositoryURLs(cfg.Rancher.Repositories, name)) > 0
+			switch {
+			case (cloudinit.IsServicesURL(name) || !defined && inRepos) && enable:
 				// Fetched now, so that `ros service up` and the next boot
 				// have its services even before PID 1 fetches it again.
-				if err := fetchServicesURL(cmd, g, cfg, name); err != nil {
+				if err := fetchInclude(cmd, g, cfg, name); err != nil {
 					return err
 				}
 			case cloudinit.IsServicesURL(name):
-			case !ok:
-				return &exitError{code: 2, err: fmt.Errorf("no service named %q (see ros service list)", name)}
+			case !defined && (enable || !inRepos):
+				return &exitError{code: 2, err: fmt.Errorf("no service named %q (see ros service list; rancher.repositories sets none to look it up in)", name)}
 			}
 			err = editLocal(g, func(doc *yaml.Node) error {
 				return setServiceInclude(doc, name, enable)
@@ -218,20 +220,26 @@ func newServiceEnableCmd(g *globalFlags, enable bool) *cobra.Command {
 	}
 }
 
-// fetchServicesURL fetches the services file at u into the kept copies
+// fetchInclude fetches the services file of a services_include key (a
+// URL, or a name looked up in rancher.repositories) into the kept copies
 // (rancher.network's proxies apply) and says what it defines.
-func fetchServicesURL(cmd *cobra.Command, g *globalFlags, cfg *cloudinit.Config, u string) error {
+func fetchInclude(cmd *cobra.Command, g *globalFlags, cfg *cloudinit.Config, key string) error {
 	proxy, err := cfg.Rancher.Network.Proxy()
 	if err != nil {
 		return fmt.Errorf("service enable: %w", err)
 	}
 	one := &cloudinit.Config{}
-	one.Rancher.ServicesInclude = map[string]bool{u: true}
+	one.Rancher.ServicesInclude = map[string]bool{key: true}
+	one.Rancher.Repositories = cfg.Rancher.Repositories
 	r := sysinit.FetchServicesFiles(cmd.Context(), one, g.root, proxy, 30*time.Second)[0]
 	if r.Err != nil {
 		return &exitError{code: 1, err: r.Err}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "fetched %s: %d services\n", u, r.Services)
+	if r.URL == key {
+		fmt.Fprintf(cmd.OutOrStdout(), "fetched %s: %d services\n", key, r.Services)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "fetched %s from %s: %d services\n", key, r.URL, r.Services)
+	}
 	return nil
 }
 

@@ -72,18 +72,25 @@ func TestServiceEnableDisableList(t *testing.T) {
 	}
 }
 
-// TestServiceEnableURL: enabling a services file's URL fetches it, and
-// its services are listed; one that cannot be fetched is refused and
-// changes nothing.
-func TestServiceEnableURL(t *testing.T) {
+// nodeExporterServer serves one services file, of node-exporter, at
+// path, and 404 for everything else.
+func nodeExporterServer(t *testing.T, path string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/monitoring.yml" {
+		if r.URL.Path != path {
 			http.NotFound(w, r)
 			return
 		}
 		_, _ = w.Write([]byte("node-exporter:\n  image: prom/node-exporter\n  net: host\n"))
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestServiceEnableURL: enabling a services file's URL fetches it, and
+// its services are listed; one that cannot be fetched is refused and
+// changes nothing.
+func TestServiceEnableURL(t *testing.T) {
+	srv := nodeExporterServer(t, "/monitoring.yml")
 	dir := t.TempDir()
 	u := srv.URL + "/monitoring.yml"
 	out, errs, code := runCLI(t, "--root", dir, "service", "enable", u)
@@ -107,6 +114,39 @@ func TestServiceEnableURL(t *testing.T) {
 	out, _, _ = runCLI(t, "--root", dir, "service", "list")
 	if got := serviceLine(out, "node-exporter"); got != "" {
 		t.Errorf("after disable, service list still has %q", got)
+	}
+}
+
+// TestServiceEnableFromRepository: enabling a name no source defines
+// looks it up in rancher.repositories (URL/n/name.yml), fetches it and
+// lists its services; a name no repository has is refused and changes
+// nothing; without a repository such a name is unknown (exit 2).
+func TestServiceEnableFromRepository(t *testing.T) {
+	srv := nodeExporterServer(t, "/repo/n/node-exporter.yml")
+	dir := t.TempDir()
+	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "node-exporter"); code != 2 || !strings.Contains(errs, "rancher.repositories") {
+		t.Errorf("enable without a repository: exit %d, %q; want 2 and the hint", code, errs)
+	}
+	local := filepath.Join(dir, "var/lib/rancher/conf/cloud-config.yml")
+	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, []byte("rancher:\n  repositories:\n    mine:\n      url: "+srv.URL+"/repo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := runCLI(t, "--root", dir, "service", "enable", "node-exporter")
+	if want := "fetched node-exporter from " + srv.URL + "/repo/n/node-exporter.yml: 1 services\n"; code != 0 || !strings.HasPrefix(out, want) {
+		t.Fatalf("enable node-exporter: exit %d: %q %q; want %q first", code, out, errs, want)
+	}
+	out, _, _ = runCLI(t, "--root", dir, "service", "list")
+	if got := serviceLine(out, "node-exporter"); !strings.HasPrefix(got, "node-exporter system-docker true") {
+		t.Errorf("service list: %q, want node-exporter enabled\n%s", got, out)
+	}
+	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "missing"); code != 1 || !strings.Contains(errs, srv.URL+"/repo/m/missing.yml") {
+		t.Errorf("enable missing: exit %d, %q; want exit 1 naming the URL tried", code, errs)
+	}
+	if b, _ := os.ReadFile(local); strings.Contains(string(b), "missing") {
+		t.Errorf("a name no repository has is in the local config:\n%s", b)
 	}
 }
 

@@ -96,7 +96,7 @@ func (g *Getter) once(ctx context.Context, c *http.Client, url string, limit int
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, false, fmt.Errorf("GET %s: %w", url, ErrNotFound)
+		return nil, false, fmt.Errorf("GET %s: HTTP 404: %w", url, ErrNotFound)
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return nil, true, &StatusError{URL: url, Status: resp.StatusCode}
 	case resp.StatusCode/100 != 2:

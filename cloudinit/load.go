@@ -150,6 +150,19 @@ func RepositoryURLs(repos map[string]Repository, name string) []string {
 	return out
 }
 
+// RepositoryIndexURLs are the URLs of the repositories' indexes
+// (URL/index.yml, RancherOS's list of the services a repository holds),
+// keyed by repository name.
+func RepositoryIndexURLs(repos map[string]Repository) map[string]string {
+	out := map[string]string{}
+	for k, r := range repos {
+		if u := strings.TrimRight(r.URL, "/"); u != "" {
+			out[k] = u + "/index.yml"
+		}
+	}
+	return out
+}
+
 // includeServices layers the kept services file of each key include sets
 // true over acc (the built-in defaults), in key order: a services file is
 // what RancherOS read from a URL key, or from a repository for a name, a

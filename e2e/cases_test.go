@@ -634,6 +634,8 @@ func TestBootScripts(t *testing.T) {
 			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-enabled"), "included from", "enabled from"))
 		case "/repo/e/e2e-repo.yml":
 			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-repo"), "from a URL", "from a repository"))
+		case "/repo/index.yml":
+			fmt.Fprint(w, "services: [e2e-named, e2e-repo]\n")
 		case "/repo/e/e2e-named.yml":
 			fmt.Fprint(w, strings.ReplaceAll(strings.ReplaceAll(e2eServices, "e2e-included", "e2e-named"), "included from a URL", "enabled from a repository"))
 		default:
@@ -673,9 +675,10 @@ func TestBootScripts(t *testing.T) {
 		if got := fp.Asked(); !slices.Contains(got, "http://config.berth.test/e2e-services.yml") {
 			t.Errorf("the proxy was asked for %q, want the services file too", got)
 		}
-		out, code, err := vm.Console("for s in e2e-included e2e-repo; do for i in $(seq 60); do system-docker logs $s 2>&1 | grep -q . && break; sleep 1; done; system-docker logs $s; done; ros service list | grep -cE '^(e2e-included|e2e-repo) '", 2*time.Minute)
-		if want := "included from a URL\nincluded from a repository\n2"; err != nil || code != 0 || out != want {
-			t.Errorf("the included services: exit %d, %v: %q; want %q (their output, one ros service list line each)", code, err, out, want)
+		out, code, err := vm.Console("for s in e2e-included e2e-repo; do for i in $(seq 60); do system-docker logs $s 2>&1 | grep -q . && break; sleep 1; done; system-docker logs $s; done; ros service list | grep -cE '^(e2e-included|e2e-repo) '; "+
+			"ros service list | grep '^e2e-named ' | tr -s ' '", 2*time.Minute)
+		if want := "included from a URL\nincluded from a repository\n2\ne2e-named - false in repository e2e 0 -"; err != nil || code != 0 || out != want {
+			t.Errorf("the included services: exit %d, %v: %q; want %q (their output, one ros service list line each, and e2e-named from the repository's index)", code, err, out, want)
 		}
 		// ros service enable URL, from the console: fetched through the
 		// kernel command line's proxy, then brought up.

@@ -63,7 +63,7 @@ func newServiceListCmd(g *globalFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "Every service: engine, enabled, state, restarts, last exit",
+		Short: "Every service: engine, enabled, state, restarts, last exit; then those rancher.repositories list",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(g)
@@ -71,6 +71,7 @@ func newServiceListCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			rows := serviceRows(cmd.Context(), g, cfg)
+			rows = append(rows, repositoryRows(cmd, cfg, rows)...)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -101,6 +102,43 @@ type serviceRow struct {
 	Restarts int    `json:"restarts"`
 	LastExit *int   `json:"last_exit,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Repository is the rancher.repositories entry whose index lists a
+	// service not fetched yet.
+	Repository string `json:"repository,omitempty"`
+}
+
+// repositoryIndexLimit bounds how long ros service list waits for the
+// repositories' indexes.
+const repositoryIndexLimit = 10 * time.Second
+
+// repositoryRows are the services the indexes of rancher.repositories
+// list that rows does not have (not fetched yet), as RancherOS's ros
+// service list showed them, with state "in repository NAME". An index
+// that cannot be fetched is said on stderr, and listing goes on.
+func repositoryRows(cmd *cobra.Command, cfg *cloudinit.Config, rows []serviceRow) []serviceRow {
+	if len(cfg.Rancher.Repositories) == 0 {
+		return nil
+	}
+	proxy, err := cfg.Rancher.Network.Proxy()
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ros service list: %v; fetching direct\n", err)
+	}
+	have := map[string]bool{}
+	for _, r := range rows {
+		have[r.Name] = true
+	}
+	list, errs := sysinit.RepositoryIndex(cmd.Context(), cfg.Rancher.Repositories, proxy, repositoryIndexLimit)
+	for _, err := range errs {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ros service list: %v\n", err)
+	}
+	var out []serviceRow
+	for _, s := range list {
+		if !have[s.Name] {
+			out = append(out, serviceRow{Name: s.Name, Engine: "-", Enabled: cfg.Rancher.ServicesInclude[s.Name],
+				State: "in repository " + s.Repository, Repository: s.Repository})
+		}
+	}
+	return out
 }
 
 func serviceRows(ctx context.Context, g *globalFlags, cfg *cloudinit.Config) []serviceRow {

@@ -72,15 +72,18 @@ func TestServiceEnableDisableList(t *testing.T) {
 	}
 }
 
-// nodeExporterServer serves one services file, of node-exporter, at
-// path, and 404 for everything else.
-func nodeExporterServer(t *testing.T, path string) *httptest.Server {
+// nodeExporter is a services file of one service, node-exporter.
+const nodeExporter = "node-exporter:\n  image: prom/node-exporter\n  net: host\n"
+
+// filesServer serves files by path, and 404 for everything else.
+func filesServer(t *testing.T, files map[string]string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != path {
+		f, ok := files[r.URL.Path]
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
-		_, _ = w.Write([]byte("node-exporter:\n  image: prom/node-exporter\n  net: host\n"))
+		_, _ = w.Write([]byte(f))
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -90,7 +93,7 @@ func nodeExporterServer(t *testing.T, path string) *httptest.Server {
 // its services are listed; one that cannot be fetched is refused and
 // changes nothing.
 func TestServiceEnableURL(t *testing.T) {
-	srv := nodeExporterServer(t, "/monitoring.yml")
+	srv := filesServer(t, map[string]string{"/monitoring.yml": nodeExporter})
 	dir := t.TempDir()
 	u := srv.URL + "/monitoring.yml"
 	out, errs, code := runCLI(t, "--root", dir, "service", "enable", u)
@@ -122,7 +125,10 @@ func TestServiceEnableURL(t *testing.T) {
 // lists its services; a name no repository has is refused and changes
 // nothing; without a repository such a name is unknown (exit 2).
 func TestServiceEnableFromRepository(t *testing.T) {
-	srv := nodeExporterServer(t, "/repo/n/node-exporter.yml")
+	srv := filesServer(t, map[string]string{
+		"/repo/n/node-exporter.yml": nodeExporter,
+		"/repo/index.yml":           "services: [node-exporter, console]\n",
+	})
 	dir := t.TempDir()
 	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "node-exporter"); code != 2 || !strings.Contains(errs, "rancher.repositories") {
 		t.Errorf("enable without a repository: exit %d, %q; want 2 and the hint", code, errs)
@@ -134,13 +140,19 @@ func TestServiceEnableFromRepository(t *testing.T) {
 	if err := os.WriteFile(local, []byte("rancher:\n  repositories:\n    mine:\n      url: "+srv.URL+"/repo\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Listed from the repository's index before it is fetched; console,
+	// built in, is not listed twice.
+	out, errs, _ := runCLI(t, "--root", dir, "service", "list")
+	if got := serviceLine(out, "node-exporter"); got != "node-exporter - false in repository mine 0 -" || strings.Count(out, "\nconsole ") != 1 || errs != "" {
+		t.Errorf("service list: %q, want node-exporter in repository mine, console once, no error (%q)\n%s", got, errs, out)
+	}
 	out, errs, code := runCLI(t, "--root", dir, "service", "enable", "node-exporter")
 	if want := "fetched node-exporter from " + srv.URL + "/repo/n/node-exporter.yml: 1 services\n"; code != 0 || !strings.HasPrefix(out, want) {
 		t.Fatalf("enable node-exporter: exit %d: %q %q; want %q first", code, out, errs, want)
 	}
 	out, _, _ = runCLI(t, "--root", dir, "service", "list")
-	if got := serviceLine(out, "node-exporter"); !strings.HasPrefix(got, "node-exporter system-docker true") {
-		t.Errorf("service list: %q, want node-exporter enabled\n%s", got, out)
+	if got := serviceLine(out, "node-exporter"); !strings.HasPrefix(got, "node-exporter system-docker true") || strings.Count(out, "node-exporter") != 1 {
+		t.Errorf("service list: %q, want node-exporter enabled, once\n%s", got, out)
 	}
 	if _, errs, code := runCLI(t, "--root", dir, "service", "enable", "missing"); code != 1 || !strings.Contains(errs, srv.URL+"/repo/m/missing.yml") {
 		t.Errorf("enable missing: exit %d, %q; want exit 1 naming the URL tried", code, errs)

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/berthos/berth/bootstrap"
 )
@@ -62,7 +62,7 @@ func TestImageCarriesXenDrivers(t *testing.T) {
 	}
 }
 
-// initrdFiles reads a gzip'd cpio initramfs and returns the regular files
+// initrdFiles reads an LZ4 (legacy format) cpio initramfs and returns the regular files
 // whose names end in one of suffixes, by name.
 func initrdFiles(t *testing.T, path string, suffixes ...string) map[string][]byte {
 	t.Helper()
@@ -71,10 +71,7 @@ func initrdFiles(t *testing.T, path string, suffixes ...string) map[string][]byt
 		t.Skipf("no %s (make image): %v", path, err)
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	zr := lz4.NewReader(f)
 	files := map[string][]byte{}
 	r := cpio.NewReader(zr)
 	for {

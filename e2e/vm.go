@@ -157,7 +157,7 @@ func Boot(t testing.TB, img Image, c VMConfig) *VM {
 		netdev += "," + c.Net
 	}
 	initrd := filepath.Join(img.Dir, "initrd")
-	base := "console=ttyS0 panic=-1 rancher.autologin=ttyS0 "
+	base := "console=ttyS0 panic=-1 rancher.autologin=ttyS0 " + install.BootArgs + " "
 	if a := TCGCmdline(vm.accel); a != "" {
 		base += a + " "
 	}
@@ -315,6 +315,16 @@ func (vm *VM) WaitReady(timeout time.Duration) time.Duration {
 	l, _, err := vm.WaitLine(regexp.MustCompile(regexp.QuoteMeta(ReadyLine)), 0, timeout)
 	if err != nil {
 		vm.t.Fatalf("boot: %v", err)
+	}
+	// A boot can come up with part of its initrd left out (an archive the
+	// kernel could not decode): the system image is then looked for on
+	// the boot media instead. Every boot here must unpack the whole initrd.
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	for _, k := range vm.lines {
+		if strings.Contains(k.Text, "Initramfs unpacking failed") {
+			vm.t.Errorf("boot: the kernel could not unpack the whole initrd: %s", k.Text)
+		}
 	}
 	return l.At
 }

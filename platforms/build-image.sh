@@ -3,14 +3,14 @@
 # dpkg-deb -x, nothing installed on the build machine) into $OUT:
 #   vmlinuz       the Debian kernel (bzImage)
 #   vmlinux       the same kernel as an ELF, for qemu's faster PVH boot
-#   initrd.small  gzip cpio: ros as /init, busybox, the kernel modules that
+#   initrd.small  LZ4 cpio: ros as /init, busybox, the kernel modules that
 #                 reach the system image
 #   system.sqfs   zstd squashfs mounted at /usr: every kernel module
 #                 (lib/modules), dockerd, containerd, runc,
 #                 tini, their libraries, the system image tarballs, and
 #                 the installer's tools (grub-mkimage + modules, mkfs.fat,
 #                 mtools, mke2fs, debugfs)
-#   initrd        initrd.small + a cpio holding system.sqfs (for -initrd boots)
+#   initrd        a cpio holding system.sqfs + initrd.small (for -initrd boots)
 #   berth.iso     BIOS (isolinux) + UEFI (grub) bootable ISO
 # Reproducible: every timestamp is SOURCE_DATE_EPOCH (default: the commit
 # time), every list is sorted. Usage: platforms/build-image.sh [ROS_BINARY]
@@ -121,7 +121,7 @@ PRETTY_NAME="Berth"
 O
 echo "$KVER" > "$R/etc/berth-kernel"
 log "initrd.small"
-"$MKIMAGE" cpio -gzip "$R" "$OUT/initrd.small"
+"$MKIMAGE" cpio -lz4 "$R" "$OUT/initrd.small"
 
 # ---- system.sqfs: engines + libraries + system images, mounted at /usr
 S=$OUT/system.d
@@ -185,17 +185,20 @@ env -u SOURCE_DATE_EPOCH mksquashfs "$S" "$OUT/system.sqfs" -comp zstd -Xcompres
   -all-root -no-xattrs -noappend -quiet -no-progress \
   -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" >/dev/null
 
-# ---- initrd: initrd.small + the squashfs in a plain cpio (already compressed)
+# ---- initrd: a cpio holding the squashfs (already compressed), then initrd.small
 Q=$OUT/sqfs.d
 rm -rf "$Q"; mkdir -p "$Q/berth"
 ln "$OUT/system.sqfs" "$Q/berth/system.sqfs" 2>/dev/null || cp "$OUT/system.sqfs" "$Q/berth/system.sqfs"
 "$MKIMAGE" cpio "$Q" "$OUT/system.cpio"
-# The kernel unpacks concatenated archives; an uncompressed one must start
-# 4-byte aligned, so pad the gzip member with zeros (which it skips).
-cp "$OUT/initrd.small" "$OUT/initrd.tmp"
+# The kernel unpacks concatenated archives in turn, but an LZ4 one only as
+# the last: its decoder reads to the end of the initrd, and fails on
+# anything after it ("Initramfs unpacking failed: Decoding failed", and the
+# system image is left out). So the plain cpio (a multiple of 4 bytes, as
+# the next archive must start 4-byte aligned) comes first.
+cp "$OUT/system.cpio" "$OUT/initrd.tmp"
 pad=$(( (4 - $(stat -c %s "$OUT/initrd.tmp") % 4) % 4 ))
 head -c "$pad" /dev/zero >> "$OUT/initrd.tmp"
-cat "$OUT/system.cpio" >> "$OUT/initrd.tmp"
+cat "$OUT/initrd.small" >> "$OUT/initrd.tmp"
 mv "$OUT/initrd.tmp" "$OUT/initrd"
 rm -rf "$Q" "$OUT/system.cpio"
 

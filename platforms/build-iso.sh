@@ -12,7 +12,8 @@
 set -euo pipefail
 OUT=$1
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0} LC_ALL=C TZ=UTC
-CMDLINE=${ISO_CMDLINE:-console=tty0 console=ttyS0,115200n8 panic=10}
+# cryptomgr.notests: install.BootArgs (the kernel skips its crypto self-tests)
+CMDLINE=${ISO_CMDLINE:-console=tty0 console=ttyS0,115200n8 panic=10 cryptomgr.notests}
 INSTALL_DEV=${ISO_INSTALL_DEVICE:-/dev/vda}
 INSTALL_ARGS="rancher.install.device=$INSTALL_DEV rancher.install.force"
 INSTALL_TITLE="Install to $INSTALL_DEV (erases it; powers off)"

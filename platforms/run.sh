@@ -44,7 +44,7 @@ fi
 ARGS=(-accel "$ACCEL" -cpu "$CPU" -smp 2 -m "$MEM"
   -nodefaults -display none -serial mon:stdio -no-reboot
   -kernel "$IMAGE/vmlinux" -initrd "$IMAGE/initrd"
-  -append "console=ttyS0 panic=-1 rootfstype=ramfs rancher.cloud_init.datasources=[configdrive] rancher.state.autoformat=[/dev/vda] rancher.autologin=ttyS0 $TCG_CMDLINE ${CMDLINE:-}"
+  -append "console=ttyS0 panic=-1 cryptomgr.notests rootfstype=ramfs rancher.cloud_init.datasources=[configdrive] rancher.state.autoformat=[/dev/vda] rancher.autologin=ttyS0 $TCG_CMDLINE ${CMDLINE:-}"
   -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" -device virtio-net-pci,netdev=n0
   -device virtio-rng-pci)
 # The state disk is vda (rancher.state.autoformat names it), the config

@@ -184,7 +184,7 @@ func TestInstallImage(t *testing.T) {
 			t.Errorf("/boot/berth/system.sqfs = %q", got)
 		}
 		cfg := debugfsCat(t, img, p, "/boot/grub/grub.cfg")
-		want := "linux /boot/vmlinuz rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 rancher.debug\n"
+		want := "linux /boot/vmlinuz rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests rancher.debug\n"
 		if !strings.Contains(cfg, want) {
 			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
 		}

@@ -16,12 +16,12 @@ func TestKernelCmdline(t *testing.T) {
 		whole    bool
 		want     string
 	}{
-		{Generic, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 berth.image=state panic=10"},
-		{Amazon, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10"},
-		{GCE, " rancher.debug ", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 rancher.debug"},
-		{OpenStack, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 berth.image=state panic=10"},
+		{Generic, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests"},
+		{Amazon, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests"},
+		{GCE, " rancher.debug ", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[gce] console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests rancher.debug"},
+		{OpenStack, "", false, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[configdrive,openstack] console=tty0 console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests"},
 		// An initrd that holds the system image: unpacked into a ramfs.
-		{Generic, "", true, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10"},
+		{Generic, "", true, "rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait console=tty0 console=ttyS0,115200n8 rootfstype=ramfs panic=10 cryptomgr.notests"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.platform), func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestPlanString(t *testing.T) {
 		"RANCHER_STATE  ext4 RANCHER_STATE: /boot/vmlinuz, /boot/initrd, /boot/berth/system.sqfs, state",
 		"System image: /sys.sqfs -> /boot/berth/system.sqfs",
 		"Cloud-config: /cc.yml -> /var/lib/rancher/conf/cloud-config.yml",
-		"Kernel command line: rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10",
+		"Kernel command line: rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait rancher.cloud_init.datasources=[ec2] console=ttyS0,115200n8 berth.image=state panic=10 cryptomgr.notests",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("plan text lacks %q:\n%s", want, s)

@@ -5,14 +5,15 @@
 //	mkimage modules -boot SRC DST          the same for the modules PID 1 loads
 //	                                       before the system image's are bound
 //	                                       (bootstrap.BootModules)
-//	mkimage cpio [-gzip] DIR OUT           reproducible newc archive of DIR
+//	mkimage cpio [-lz4] DIR OUT            reproducible newc archive of DIR
+//	                                       (-lz4: compressed as the kernel's
+//	                                       legacy LZ4 initramfs format)
 //
 // The mtime of cpio entries is SOURCE_DATE_EPOCH (0 when unset).
 package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"os/exec"
 	"strconv"
 	"time"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/berthos/berth/bootstrap"
 	"github.com/berthos/berth/internal/atomicfile"
@@ -92,12 +95,15 @@ func run(args []string) error {
 		return image.CopyModules(src, dst, order)
 	case "cpio":
 		fs := flag.NewFlagSet("cpio", flag.ContinueOnError)
-		gz := fs.Bool("gzip", false, "compress with gzip")
+		// LZ4, not gzip: the kernel unpacks it about four times as fast
+		// (0.15 s against 0.5-0.7 under TCG for initrd.small's 23 MB),
+		// for 1.3 MB more. The kernel reads only LZ4's legacy format.
+		lz := fs.Bool("lz4", false, "compress with LZ4 (legacy format, as the kernel reads an initramfs)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 2 {
-			return fmt.Errorf("usage: mkimage cpio [-gzip] DIR OUT")
+			return fmt.Errorf("usage: mkimage cpio [-lz4] DIR OUT")
 		}
 		mtime := time.Unix(0, 0)
 		if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
@@ -109,11 +115,11 @@ func run(args []string) error {
 		}
 		var buf bytes.Buffer
 		var out io.Writer = &buf
-		var zw *gzip.Writer
-		if *gz {
-			var err error
-			if zw, err = gzip.NewWriterLevel(&buf, gzip.BestCompression); err != nil {
-				return err
+		var zw *lz4.Writer
+		if *lz {
+			zw = lz4.NewWriter(&buf)
+			if err := zw.Apply(lz4.LegacyOption(true), lz4.CompressionLevelOption(lz4.Level9)); err != nil {
+				return fmt.Errorf("cpio: lz4: %w", err)
 			}
 			out = zw
 		}
@@ -122,7 +128,7 @@ func run(args []string) error {
 		}
 		if zw != nil {
 			if err := zw.Close(); err != nil {
-				return err
+				return fmt.Errorf("cpio: lz4: %w", err)
 			}
 		}
 		return atomicfile.Write(fs.Arg(1), buf.Bytes(), 0o644)

@@ -15,17 +15,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultModules are loaded on every boot (those missing from the image
-// are skipped): the drivers qemu and the clouds present, and what Docker
-// and netconf need.
+// DefaultModules are loaded on every boot before the state disk is looked
+// for (those missing from the image are skipped): the drivers qemu and the
+// clouds present, the filesystems of the state disk and the config
+// drives, and overlay for System Docker. The rest wait for LaterModules.
 func DefaultModules() []string {
 	return []string{
 		"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_rng", "virtio_console",
 		"ata_piix", "ahci", "sd_mod", "sr_mod",
 		"loop", "squashfs", "overlay", "crc32c_generic", "crc32c_intel", "ext4", "isofs", "vfat", "nls_utf8", "nls_cp437", "nls_iso8859_1",
-		"bridge", "br_netfilter", "veth", "8021q", "bonding", "tun",
-		"button", "evdev", "nfnetlink",
 	}
+}
+
+// LaterModules are loaded on every boot too, but in the background from
+// the system image, as EngineModules are, since nothing on the way to
+// System Docker needs them: the link types netconf makes (a bridge, a
+// VLAN, a bond, a tun; a network config that asks for one before they
+// are in has the kernel load it through its autoloader, which is ros
+// modprobe, bonding's max_bonds=0 included), the ACPI power button and
+// input events (watched once they appear), and nfnetlink. They are 1.8
+// MB of modules (bonding brings tls) that the boot no longer loads, nor
+// the initramfs carries and copies, before the state disk.
+func LaterModules() []string {
+	return []string{"bridge", "br_netfilter", "veth", "8021q", "bonding", "tun", "button", "evdev", "nfnetlink"}
 }
 
 // moduleOptions are the parameters a module loads with when the caller

@@ -281,11 +281,13 @@ func (b *pid1Boot) loadModules(ctx context.Context) error {
 	c, cerr := bootstrap.Coldplug(b.log, md, "/sys")
 	b.log.Printf("coldplug: loaded %d modules for the devices present (%s)", c, time.Since(start).Round(time.Millisecond))
 	err = errors.Join(err, cerr)
-	// Nothing needs these until User Docker starts, many seconds later.
+	// Nothing needs these until the network config or User Docker asks,
+	// seconds later (and the kernel's autoloader loads one asked for
+	// sooner).
 	go func() {
 		start := time.Now()
-		n, _ := bootstrap.LoadModules(b.log, md, bootstrap.EngineModules())
-		b.log.Printf("loaded %d netfilter modules for the engines in the background (%s)", n, time.Since(start).Round(time.Millisecond))
+		n, _ := bootstrap.LoadModules(b.log, md, append(bootstrap.LaterModules(), bootstrap.EngineModules()...))
+		b.log.Printf("loaded %d link, input and netfilter modules in the background (%s)", n, time.Since(start).Round(time.Millisecond))
 	}()
 	return err
 }

@@ -114,7 +114,7 @@ func fetchServicesFile(ctx context.Context, g source.Getter, root, key string, u
 	var data []byte
 	var n int
 	var misses []string
-	found := false // a repository answered with something other than 404
+	answered := false // a repository answered with something other than 404
 	for _, u := range urls {
 		d, err := g.Get(ctx, u) // its errors name u
 		if err == nil {
@@ -130,10 +130,10 @@ func fetchServicesFile(ctx context.Context, g source.Getter, root, key string, u
 			return fail(err)
 		}
 		misses = append(misses, err.Error())
-		found = found || !errors.Is(err, source.ErrNotFound)
+		answered = answered || !errors.Is(err, source.ErrNotFound)
 	}
 	if data == nil {
-		if found {
+		if answered {
 			return fail(fmt.Errorf("rancher.repositories could not be read (%s)", strings.Join(misses, "; ")))
 		}
 		return fail(fmt.Errorf("no repository of rancher.repositories has it (%s)", strings.Join(misses, "; ")))

@@ -139,13 +139,10 @@ func RepositoryURLs(repos map[string]Repository, name string) []string {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\") || IsServicesURL(name) {
 		return nil
 	}
+	bases := repositoryBases(repos)
 	var out []string
-	for _, k := range slices.Sorted(maps.Keys(repos)) {
-		u := strings.TrimRight(repos[k].URL, "/")
-		if u == "" {
-			continue
-		}
-		out = append(out, u+"/"+name[:1]+"/"+name+".yml")
+	for _, k := range slices.Sorted(maps.Keys(bases)) {
+		out = append(out, bases[k]+"/"+repositoryPath(name))
 	}
 	return out
 }
@@ -154,13 +151,29 @@ func RepositoryURLs(repos map[string]Repository, name string) []string {
 // (URL/index.yml, RancherOS's list of the services a repository holds),
 // keyed by repository name.
 func RepositoryIndexURLs(repos map[string]Repository) map[string]string {
+	out := repositoryBases(repos)
+	for k, u := range out {
+		out[k] = u + "/index.yml"
+	}
+	return out
+}
+
+// repositoryBases are the repositories' URLs without a trailing slash,
+// by name; one with no URL is left out.
+func repositoryBases(repos map[string]Repository) map[string]string {
 	out := map[string]string{}
 	for k, r := range repos {
 		if u := strings.TrimRight(r.URL, "/"); u != "" {
-			out[k] = u + "/index.yml"
+			out[k] = u
 		}
 	}
 	return out
+}
+
+// repositoryPath is where a repository holds the services file of the
+// service called name: k/kernel-headers.yml.
+func repositoryPath(name string) string {
+	return name[:1] + "/" + name + ".yml"
 }
 
 // includeServices layers the kept services file of each key include sets
@@ -184,7 +197,7 @@ func includeServices(root string, acc *yaml.Node, include map[string]bool, rep *
 		}
 		source := k
 		if !IsServicesURL(k) {
-			source = k[:1] + "/" + k + ".yml" // its path in a repository
+			source = repositoryPath(k)
 		}
 		acc = layerAt(acc, source, data, rep, []string{"rancher", "services"})
 	}

@@ -96,7 +96,8 @@ func repositoryIncludes(cfg *cloudinit.Config, root string) []string {
 // that answers with one, within limit for them all, and keeps it.
 func fetchServicesFile(ctx context.Context, g source.Getter, root, key string, urls []string, limit time.Duration) ServicesFetch {
 	r := ServicesFetch{Key: key}
-	if cloudinit.IsServicesURL(key) {
+	isURL := cloudinit.IsServicesURL(key)
+	if isURL {
 		r.URL = key
 	}
 	dst := filepath.Join(root, cloudinit.ServicesFilePath(key))
@@ -126,7 +127,7 @@ func fetchServicesFile(ctx context.Context, g source.Getter, root, key string, u
 			data, r.URL = d, u
 			break
 		}
-		if r.URL == key {
+		if isURL {
 			return fail(err)
 		}
 		misses = append(misses, err.Error())

@@ -93,10 +93,11 @@ func benchOnce(t *testing.T, img Image, mb int, iso string) *VM {
 		Cmdline: "rancher.cloud_init.datasources=[ec2]",
 		Args:    []string{"-smbios", "type=1,manufacturer=Amazon EC2,product=t3.micro"},
 	})
-	vm.WaitReady(bootTimeout)
+	ready := vm.WaitReady(bootTimeout)
 	if _, _, err := vm.WaitLine(regexp.MustCompile(`User Docker ready`), 0, 3*time.Minute); err != nil {
 		t.Logf("%d MiB: %v", mb, err)
 	}
+	logTimeline(t, vm, ready)
 	var b strings.Builder
 	how := "the whole initrd"
 	if iso != "" {
@@ -121,6 +122,10 @@ func benchOnce(t *testing.T, img Image, mb int, iso string) *VM {
 		}
 	}
 	vm.mu.Unlock()
+	cpu := regexp.MustCompile(`User Docker ready .*; (CPUs .*)\)`)
+	if l, _, err := vm.WaitLine(cpu, 0, time.Second); err == nil {
+		fmt.Fprintf(&b, "  until User Docker ready: %s\n", cpu.FindStringSubmatch(l.Text)[1])
+	}
 	rss, _, _ := vm.Console(`grep VmRSS /proc/1/status; for p in /proc/[0-9]*; do grep -q _boot $p/cmdline 2>/dev/null && grep VmRSS $p/status; done`, time.Minute)
 	free, _, _ := vm.Console("free -m | sed -n 2p", time.Minute)
 	if f := strings.Fields(free); len(f) > 1 {

@@ -1075,7 +1075,13 @@ func (b *pid1Boot) waitUserDocker(ctx context.Context) {
 				if err := b.tl.Save(bootstrap.TimelinePath); err != nil {
 					b.log.Printf("%v", err)
 				}
-				b.log.Printf("%s (%.3f s since the kernel started)", PID1UserDockerLine, bootstrap.Uptime().Seconds())
+				// What the CPUs did until now says whether the boot
+				// waited (idle time) or computed (busy time).
+				cpu := "cpu times unknown"
+				if c, err := bootstrap.ReadCPUTimes(); err == nil {
+					cpu = "CPUs " + c.String()
+				}
+				b.log.Printf("%s (%.3f s since the kernel started; %s)", PID1UserDockerLine, bootstrap.Uptime().Seconds(), cpu)
 				return
 			}
 		}
